@@ -1,0 +1,49 @@
+"""The personal backend: `create_app(config, store)` builds the Flask application."""
+from typing import Optional
+
+from flask import Flask, Response, jsonify
+from ovos_utils.log import LOG
+from werkzeug.exceptions import HTTPException
+
+from . import config as config_module
+from .errors import BackendError
+from .store import Store
+
+
+def create_app(config: Optional[dict] = None, store: Optional[Store] = None) -> Flask:
+    """An app serving `config` (defaults when None) from `store` (built from config when None)."""
+    config = config if config is not None else config_module.load()
+    store = store if store is not None else Store(config["data_path"])
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config["server"]["max_body_mb"] * 1024 * 1024
+    app.json.sort_keys = False
+    app.extensions["personal_backend"] = {"config": config, "store": store, "services": {}}
+
+    from .api import admin, auth, device
+    prefix = f"/{config['server']['version']}"
+    for blueprint in (auth.bp, device.bp, admin.bp):
+        app.register_blueprint(blueprint, url_prefix=prefix + (blueprint.url_prefix or ""))
+    app.add_url_rule("/", "index", lambda: jsonify({
+        "name": "ovos-personal-backend", "api": prefix, "status": "ok"}))
+    _register_error_handlers(app)
+    return app
+
+
+def _register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(BackendError)
+    def backend_error(error: BackendError) -> Response:
+        return jsonify({"error": error.message}), error.status
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response:
+        response = jsonify({"error": error.description or error.name})
+        response.status_code = error.code
+        for key, value in error.get_headers():
+            if key.lower() not in ("content-type", "content-length"):
+                response.headers[key] = value
+        return response
+
+    @app.errorhandler(Exception)
+    def unexpected(error: Exception) -> Response:
+        LOG.exception(f"unhandled error: {error!r}")
+        return jsonify({"error": "internal error; see the server log"}), 500

@@ -1,0 +1,75 @@
+"""HTTP blueprints, and what they share: the request's store/config, body parsing, auth."""
+import functools
+import hmac
+
+from flask import Response, current_app, g, request
+
+from .. import pairing
+from ..errors import BadRequest, Forbidden, Unauthorized
+from ..store import Store
+
+
+def get_store() -> Store:
+    return current_app.extensions["personal_backend"]["store"]
+
+
+def get_config() -> dict:
+    return current_app.extensions["personal_backend"]["config"]
+
+
+def get_service(name: str):
+    """A service object (stt, mail, ...) built by the app factory."""
+    return current_app.extensions["personal_backend"]["services"][name]
+
+
+def json_body(default=None):
+    """The request body as JSON, whatever Content-Type the client declared.
+
+    ovos-backend-client labels every request `application/json`, so the label is not
+    trusted either way; an empty body gives `default`.
+    """
+    raw = request.get_data(cache=True)
+    if not raw.strip():
+        if default is not None:
+            return default
+        raise BadRequest("a JSON body is required")
+    try:
+        return request.get_json(force=True, silent=False)
+    except Exception:
+        raise BadRequest("the body is not valid JSON")
+
+
+def not_paired(message: str) -> Response:
+    """A device 401. The body is plain text on purpose: the client's pairing check is
+    `bool(response.json())`, so a JSON error object would count as "paired" (§1.4)."""
+    return Response(message, status=401, mimetype="text/plain",
+                    headers={"WWW-Authenticate": 'Bearer realm="NOT PAIRED"'})
+
+
+def device_required(view):
+    """Only the device owning the bearer token may call; it must be the `uuid` of the path."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        token = pairing.bearer(request.headers.get("Authorization"))
+        uuid = pairing.authenticate(get_store(), token)
+        if uuid is None:
+            return not_paired("device not paired: missing, unknown or revoked token")
+        if "uuid" in kwargs and not hmac.compare_digest(kwargs["uuid"].encode("utf-8", "surrogatepass"), uuid.encode()):
+            return not_paired("this token belongs to another device")
+        g.uuid = uuid
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def admin_required(view):
+    """`Authorization: Bearer <server.admin_key>`; the admin API is off while no key is set."""
+    @functools.wraps(view)
+    def wrapper(*args, **kwargs):
+        key = get_config()["server"]["admin_key"]
+        if not key:
+            raise Forbidden("the admin API is disabled: set server.admin_key to enable it")
+        token = pairing.bearer(request.headers.get("Authorization"))
+        if not hmac.compare_digest(token.encode("utf-8", "surrogatepass"), key.encode()):
+            raise Unauthorized("admin key missing or wrong")
+        return view(*args, **kwargs)
+    return wrapper

@@ -1,0 +1,250 @@
+"""Backend configuration: embedded defaults, one optional JSON file, validation.
+
+Key names and places follow the old backend's `ovos_backend.conf` wherever it had
+the key, so an existing config file (and the old manager UI that edits it) keeps
+working. Every key is optional.
+"""
+import copy
+import ipaddress
+import json
+import os
+from os.path import expanduser, join
+from typing import Optional
+
+from ovos_utils.log import LOG
+
+MIN_ADMIN_KEY_LENGTH = 16
+
+DEFAULT_LOCATION = {
+    "city": {"code": "Lawrence", "name": "Lawrence",
+             "state": {"code": "KS", "name": "Kansas",
+                       "country": {"code": "US", "name": "United States"}}},
+    "coordinate": {"latitude": 38.971669, "longitude": -95.23525},
+    "timezone": {"code": "America/Chicago", "name": "America/Chicago",
+                 "offset": -21600000, "dstOffset": 3600000},
+}
+
+DEFAULTS = {
+    "server": {
+        "host": "127.0.0.1",
+        "port": 6712,
+        "version": "v1",
+        "admin_key": "",
+        # "auto" or "confirm"; empty means: auto on loopback, confirm elsewhere
+        "pairing": "",
+        "code_ttl_hours": 24,
+        "max_body_mb": 10,
+        # the URL other devices should use; derived from host/port when empty
+        "url": "",
+        # serve the unauthenticated `/stt` route of the old backend (an open relay)
+        "public_stt": False,
+    },
+    "data_path": "",
+    "lang": "en-us",
+    "system_unit": "metric",
+    "date_format": "DMY",
+    "time_format": "full",
+    "location": DEFAULT_LOCATION,
+    "listener": {"record_wakewords": False, "record_utterances": False},
+    "stt": {"module": "ovos-stt-plugin-pocketsphinx"},
+    "geolocation": {"online_fallback": False,
+                    "nominatim_url": "https://nominatim.openstreetmap.org/search"},
+    "microservices": {
+        "wolfram_key": "",
+        "owm_key": "",
+        "email": {"recipient": "",
+                  "smtp": {"username": "", "password": "", "host": "", "port": 465,
+                           "security": "ssl"}},
+    },
+}
+
+# Keys the old backend's config had that we accept without warning but do not use.
+LEGACY_KEYS = {"server.database", "server.skip_auth", "server.geolocate",
+               "server.override_location", "stt_servers", "default_values"}
+
+CHOICES = {
+    "server.pairing": ("", "auto", "confirm"),
+    "system_unit": ("metric", "imperial"),
+    "date_format": ("DMY", "MDY"),
+    "time_format": ("full", "half"),
+    "microservices.email.smtp.security": ("ssl", "starttls", "plain"),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key."""
+
+
+def xdg_config_home() -> str:
+    return os.environ.get("XDG_CONFIG_HOME") or expanduser("~/.config")
+
+
+def xdg_data_home() -> str:
+    return os.environ.get("XDG_DATA_HOME") or expanduser("~/.local/share")
+
+
+def default_config_path() -> str:
+    """Where the old backend kept its config, so existing files are found."""
+    return join(xdg_config_home(), "ovos_backend", "ovos_backend.conf")
+
+
+def default_data_path() -> str:
+    return join(xdg_data_home(), "ovos_personal_backend")
+
+
+def merge(base: dict, delta: dict) -> dict:
+    """Recursively merge `delta` into a copy of `base`."""
+    merged = copy.deepcopy(base)
+    for key, value in delta.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def load_file(path: str) -> dict:
+    """Read a config file; a missing file is an empty config, a broken one an error."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"cannot read config file {path}: {e}") from e
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object")
+    return data
+
+
+def load(path: Optional[str] = None, overrides: Optional[dict] = None) -> dict:
+    """Defaults, then the file, then explicit overrides (command line, skill settings)."""
+    user = load_file(path or default_config_path())
+    config = merge(DEFAULTS, user)
+    if overrides:
+        config = merge(config, overrides)
+    return validate(config)
+
+
+def _leaves(data: dict, prefix: str = ""):
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            yield from _leaves(value, name + ".")
+        else:
+            yield name, value
+
+
+def _get(config: dict, dotted: str):
+    value = config
+    for part in dotted.split("."):
+        value = value[part]
+    return value
+
+
+def _warn_unknown(config: dict) -> None:
+    known = {name for name, _ in _leaves(DEFAULTS)}
+    for name, _ in _leaves(config):
+        legacy = any(name == k or name.startswith(k + ".") for k in LEGACY_KEYS)
+        # free-form blocks: plugin configs and the location object
+        free = name.startswith(("stt.", "location."))
+        if name not in known and not legacy and not free:
+            LOG.warning(f"unknown config key ignored: {name}")
+
+
+def _check_type(config: dict, name: str, default) -> None:
+    value = _get(config, name)
+    expected = type(default)
+    if expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    else:
+        ok = isinstance(value, expected)
+    if not ok:
+        raise ConfigError(f"{name} must be of type {expected.__name__}, got {value!r}")
+
+
+def validate(config: dict) -> dict:
+    """Refuse invalid values with a message naming the key; fill derived values."""
+    _warn_unknown(config)
+    for name, default in _leaves(DEFAULTS):
+        if not name.startswith("location."):
+            _check_type(config, name, default)
+    for name, allowed in CHOICES.items():
+        if _get(config, name) not in allowed:
+            raise ConfigError(f"{name} must be one of {[a for a in allowed if a]}, "
+                              f"got {_get(config, name)!r}")
+    server = config["server"]
+    if not 0 <= server["port"] <= 65535:
+        raise ConfigError(f"server.port must be between 0 and 65535, got {server['port']}")
+    if not server["version"] or "/" in server["version"]:
+        raise ConfigError(f"server.version must be a single path segment, got {server['version']!r}")
+    if server["admin_key"] and len(server["admin_key"]) < MIN_ADMIN_KEY_LENGTH:
+        raise ConfigError(f"server.admin_key must be at least {MIN_ADMIN_KEY_LENGTH} characters "
+                          "(or empty to disable the admin API)")
+    if not 0 < server["max_body_mb"] <= 1024:
+        raise ConfigError("server.max_body_mb must be between 1 and 1024")
+    if server["code_ttl_hours"] <= 0:
+        raise ConfigError("server.code_ttl_hours must be positive")
+    if not server["pairing"]:
+        server["pairing"] = "auto" if is_loopback(server["host"]) else "confirm"
+    if not isinstance(config["location"], dict) or "coordinate" not in config["location"]:
+        raise ConfigError("location must be a location object with a coordinate")
+    if not isinstance(config["lang"], str) or not config["lang"]:
+        raise ConfigError("lang must be a language tag such as en-us")
+    config["lang"] = config["lang"].lower()
+    config["data_path"] = expanduser(config["data_path"] or default_data_path())
+    return config
+
+
+def is_loopback(host: str) -> bool:
+    """True when only processes on this machine can reach the address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def public_url(config: dict) -> str:
+    """The URL other devices should use; when bound to every address, guess the LAN one."""
+    server = config["server"]
+    if server["url"]:
+        return server["url"].rstrip("/")
+    host = server["host"]
+    if host in ("0.0.0.0", "::", ""):
+        host = lan_address()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{server['port']}"
+
+
+def lan_address() -> str:
+    """The address this machine uses to reach the LAN (no packet is sent)."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            return s.getsockname()[0]
+        except OSError:
+            return "127.0.0.1"
+
+
+def masked(config: dict) -> dict:
+    """A copy fit for API responses and logs: secrets replaced by a marker."""
+    shown = copy.deepcopy(config)
+    for dotted in SECRETS:
+        parent = shown
+        *path, leaf = dotted.split(".")
+        for part in path:
+            parent = parent.get(part) or {}
+        if parent.get(leaf):
+            parent[leaf] = MASK
+    return shown
+
+
+MASK = "********"
+SECRETS = ("server.admin_key", "microservices.wolfram_key", "microservices.owm_key",
+           "microservices.email.smtp.password")

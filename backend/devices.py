@@ -1,0 +1,282 @@
+"""Device records: creation, preferences, location, and the shapes devices read.
+
+The HTTP API, the admin API, the web page and the skill's voice intents all change
+devices through these functions, so every door validates the same way.
+"""
+import re
+import time
+from typing import List, Optional
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .errors import BadRequest, NotFound
+from .store import Store
+
+CHOICES = {
+    "system_unit": ("metric", "imperial"),
+    "date_format": ("DMY", "MDY"),
+    "time_format": ("full", "half"),
+}
+LANG = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8}){0,3}$")
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}$")
+TEXT_LIMIT = 200
+
+# fields an owner may change, and how each is checked
+TEXT_FIELDS = ("name", "device_location", "ww_id", "voice_id", "wake_word", "tts_module")
+BOOL_FIELDS = ("opt_in", "isolated_skills")
+DICT_FIELDS = ("ww_config", "tts_config")
+
+
+def new_device(config: dict, uuid: str) -> dict:
+    """A fresh record with the backend's configured defaults."""
+    return {
+        "uuid": uuid,
+        "name": f"Device-{uuid[:8]}",
+        "device_location": "somewhere",
+        "email": "",
+        "opt_in": False,
+        "isolated_skills": False,
+        "lang": config["lang"],
+        "system_unit": config["system_unit"],
+        "date_format": config["date_format"],
+        "time_format": config["time_format"],
+        "location": normalise_location(config["location"]),
+        "ww_id": "",
+        "voice_id": "",
+        "wake_word": "",
+        "ww_config": {},
+        "tts_module": "",
+        "tts_config": {},
+        "core_version": "unknown",
+        "platform": "unknown",
+        "platform_build": "",
+        "enclosure_version": "",
+        "skills_manifest": {},
+        "skill_gids": {},
+        "skills": {},
+        "tokens": {},
+        "created_at": time.time(),
+    }
+
+
+def get(store: Store, uuid: str) -> dict:
+    device = store.devices.get(uuid)
+    if device is None:
+        raise NotFound(f"unknown device: {uuid[:64]}")
+    return device
+
+
+def list_all(store: Store) -> List[dict]:
+    return sorted(store.devices.all().values(), key=lambda d: d.get("created_at", 0))
+
+
+def find_by_name(store: Store, name: str) -> List[dict]:
+    """Devices whose name matches, ignoring case and spacing (for voice requests)."""
+    wanted = _spoken(name)
+    return [d for d in list_all(store) if _spoken(d.get("name", "")) == wanted]
+
+
+def _spoken(text: str) -> str:
+    return " ".join(re.sub(r"[^\w]+", " ", text.lower()).split())
+
+
+def delete(store: Store, uuid: str) -> None:
+    """Forget a device; its tokens go with it."""
+    if not store.devices.delete(uuid):
+        raise NotFound(f"unknown device: {uuid[:64]}")
+
+
+def validate_changes(changes: dict) -> dict:
+    """Check owner-supplied fields; unknown fields are refused so typos do not pass silently."""
+    if not isinstance(changes, dict):
+        raise BadRequest("expected a JSON object")
+    clean = {}
+    for key, value in changes.items():
+        if key in TEXT_FIELDS:
+            if not isinstance(value, str) or len(value) > TEXT_LIMIT:
+                raise BadRequest(f"{key} must be a string of at most {TEXT_LIMIT} characters")
+            clean[key] = value.strip()
+        elif key in BOOL_FIELDS:
+            if not isinstance(value, bool):
+                raise BadRequest(f"{key} must be true or false")
+            clean[key] = value
+        elif key in DICT_FIELDS:
+            if not isinstance(value, dict):
+                raise BadRequest(f"{key} must be an object")
+            clean[key] = value
+        elif key in CHOICES:
+            if value not in CHOICES[key]:
+                raise BadRequest(f"{key} must be one of {list(CHOICES[key])}")
+            clean[key] = value
+        elif key == "lang":
+            if not isinstance(value, str) or not LANG.match(value.lower()):
+                raise BadRequest("lang must be a language tag such as en-us")
+            clean[key] = value.lower()
+        elif key == "email":
+            if not isinstance(value, str) or (value and not EMAIL.match(value)):
+                raise BadRequest("email must be an e-mail address")
+            clean[key] = value
+        elif key == "location":
+            clean[key] = normalise_location(value)
+        else:
+            raise BadRequest(f"unknown device field: {str(key)[:64]}")
+    if "name" in clean and not clean["name"]:
+        raise BadRequest("name must not be empty")
+    return clean
+
+
+def update(store: Store, uuid: str, changes: dict) -> dict:
+    """Apply validated owner changes (info, preferences, location) to a device."""
+    clean = validate_changes(changes)
+
+    def apply(device: Optional[dict]) -> dict:
+        if device is None:
+            raise NotFound(f"unknown device: {uuid[:64]}")
+        device.update(clean)
+        return device
+
+    return store.devices.update(uuid, apply)
+
+
+def set_location(store: Store, uuid: str, location: dict) -> dict:
+    return update(store, uuid, {"location": location})
+
+
+def record_version(store: Store, uuid: str, report: dict) -> dict:
+    """Keep what a device reports about itself (PATCH /device): core version, platform."""
+    if not isinstance(report, dict):
+        raise BadRequest("expected a JSON object")
+    fields = {"coreVersion": "core_version", "platform": "platform",
+              "platform_build": "platform_build", "enclosureVersion": "enclosure_version"}
+    clean = {}
+    for wire, key in fields.items():
+        value = report.get(wire)
+        if value is not None:
+            if not isinstance(value, (str, int, float)) or len(str(value)) > TEXT_LIMIT:
+                raise BadRequest(f"{wire} must be a short string")
+            clean[key] = str(value)
+
+    def apply(device):
+        if device is None:
+            raise NotFound(f"unknown device: {uuid[:64]}")
+        device.update(clean)
+        return device
+
+    return store.devices.update(uuid, apply)
+
+
+def record_manifest(store: Store, uuid: str, manifest: dict) -> dict:
+    """Keep the installed-skills manifest a device uploads (PUT /skillJson)."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("skills", []), list):
+        raise BadRequest("expected {\"skills\": [...], \"blacklist\": [...]}")
+    skills = {}
+    for entry in manifest.get("skills", []):
+        if not isinstance(entry, dict) or not isinstance(entry.get("name", entry.get("skill_gid")), str):
+            raise BadRequest("every skill entry needs a name")
+        skills[entry.get("skill_gid") or entry["name"]] = entry
+    blacklist = manifest.get("blacklist") or []
+    if not isinstance(blacklist, list):
+        raise BadRequest("blacklist must be a list")
+
+    def apply(device):
+        if device is None:
+            raise NotFound(f"unknown device: {uuid[:64]}")
+        device["skills_manifest"] = {"skills": skills, "blacklist": blacklist,
+                                     "updated_at": time.time()}
+        return device
+
+    return store.devices.update(uuid, apply)
+
+
+# locations --------------------------------------------------------------------------
+
+def timezone_offsets(code: str) -> tuple:
+    """(standard offset, DST shift) in milliseconds, as Selene reports them."""
+    import datetime
+    zone = ZoneInfo(code)
+    year = datetime.datetime.now().year
+    offsets = [zone.utcoffset(datetime.datetime(year, month, 1)) for month in (1, 7)]
+    standard = min(offsets)
+    return int(standard.total_seconds() * 1000), int((max(offsets) - standard).total_seconds() * 1000)
+
+
+def normalise_location(location) -> dict:
+    """Validate a location object (mycroft.conf shape) and fill what can be derived."""
+    if not isinstance(location, dict):
+        raise BadRequest("location must be an object")
+    coordinate = location.get("coordinate")
+    if not isinstance(coordinate, dict):
+        raise BadRequest("location.coordinate is required")
+    try:
+        lat = float(coordinate["latitude"])
+        lon = float(coordinate["longitude"])
+    except (KeyError, TypeError, ValueError):
+        raise BadRequest("location.coordinate needs numeric latitude and longitude")
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise BadRequest("location.coordinate is out of range")
+    timezone = location.get("timezone") or {}
+    code = timezone.get("code") if isinstance(timezone, dict) else None
+    try:
+        offset, dst = timezone_offsets(code)
+    except (ZoneInfoNotFoundError, ValueError, TypeError):
+        raise BadRequest("location.timezone.code must be an IANA time zone such as Europe/Lisbon")
+    city = location.get("city") if isinstance(location.get("city"), dict) else {}
+    state = city.get("state") if isinstance(city.get("state"), dict) else {}
+    country = state.get("country") if isinstance(state.get("country"), dict) else {}
+
+    def text(d: dict, key: str, default: str = "") -> str:
+        value = d.get(key, default)
+        return str(value)[:TEXT_LIMIT] if value is not None else default
+
+    return {
+        "city": {"code": text(city, "code", text(city, "name")), "name": text(city, "name"),
+                 "state": {"code": text(state, "code"), "name": text(state, "name"),
+                           "country": {"code": text(country, "code"), "name": text(country, "name")}}},
+        "coordinate": {"latitude": lat, "longitude": lon},
+        "timezone": {"code": code, "name": text(timezone, "name", code) or code,
+                     "offset": offset, "dstOffset": dst},
+    }
+
+
+def describe_location(location: dict) -> str:
+    """A place as a person says it: "Lisbon, Portugal"."""
+    city = location.get("city", {})
+    country = city.get("state", {}).get("country", {}).get("name", "")
+    parts = [p for p in (city.get("name"), country) if p]
+    return ", ".join(parts) or "{latitude}, {longitude}".format(**location["coordinate"])
+
+
+# wire shapes ------------------------------------------------------------------------
+
+def wire_info(device: dict) -> dict:
+    """GET /device/{uuid}."""
+    return {"uuid": device["uuid"], "name": device["name"],
+            "description": device["device_location"],
+            "coreVersion": device["core_version"], "enclosureVersion": device["enclosure_version"],
+            "platform": device["platform"], "user": {"uuid": device["uuid"]}}
+
+
+def wire_settings(device: dict) -> dict:
+    """GET /device/{uuid}/setting: the remote mycroft.conf fragment (camelCase, §5)."""
+    listener, hotwords, tts = {}, {}, {}
+    if device.get("wake_word"):
+        listener = {"wakeWord": device["wake_word"].replace(" ", "_")}
+        if device.get("ww_config"):
+            hotwords = {device["wake_word"]: device["ww_config"]}
+    if device.get("tts_module"):
+        tts = {"module": device["tts_module"], device["tts_module"]: device.get("tts_config") or {}}
+    return {"uuid": device["uuid"], "dateFormat": device["date_format"],
+            "timeFormat": device["time_format"], "systemUnit": device["system_unit"],
+            "optIn": device["opt_in"], "lang": device["lang"], "location": device["location"],
+            "listenerSetting": listener, "hotwordsSetting": hotwords, "ttsSettings": tts}
+
+
+def admin_view(device: dict) -> dict:
+    """The row format the admin client and the old manager UI read (secrets left out)."""
+    view = {k: device.get(k) for k in (
+        "uuid", "name", "device_location", "email", "isolated_skills", "opt_in", "date_format",
+        "time_format", "system_unit", "lang", "location", "ww_id", "voice_id", "wake_word",
+        "ww_config", "tts_module", "tts_config", "core_version", "platform", "platform_build",
+        "enclosure_version", "created_at")}
+    view["token"] = ""  # the manager UI pops this key; token hashes never leave the server
+    view["paired"] = bool(device.get("tokens"))
+    return view

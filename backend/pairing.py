@@ -1,0 +1,210 @@
+"""Pairing codes, activation and device tokens.
+
+Security model: a device can only become paired through a code this server issued
+(the pairing token it got with the code is the proof), and in "confirm" mode only
+after the owner approved that code. Tokens come from `secrets`, are stored as SHA-256
+hashes and compared in constant time. Access tokens do not expire because
+ovos-backend-client never refreshes them (api-contract §2.3); they are revoked by
+rotation (`/auth/token`), re-pairing and unpairing instead.
+"""
+import hashlib
+import hmac
+import re
+import secrets
+import time
+import uuid as uuidlib
+from typing import List, Optional, Tuple
+
+from . import devices
+from .errors import BackendError, BadRequest, NotFound
+from .store import Store
+
+# Selene's alphabet: no 0/O, 1/I, 2/Z, 5/S, 6/G, 8/B, D, Q pairs to confuse when read aloud
+CODE_ALPHABET = "ACEFHJKLMNPRTUVWXY3479"
+CODE_LENGTH = 6
+# a device that lost the answer to its activation may ask again for this long
+REACTIVATION_GRACE = 600
+# what the login tells clients; mycroft-core refreshes when it elapses, OVOS never does
+EXPIRATION = 10 * 365 * 24 * 3600
+STATE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
+
+
+class ActivationRefused(BackendError):
+    """Activation did not (yet) succeed. Answered as plain text: a JSON body would be
+    taken by the device for a login (api-contract §2.1), and a non-JSON 4xx keeps it polling."""
+
+    status = 403
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _new_code(store: Store) -> str:
+    while True:
+        code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+        if store.pairings.get(code) is None:
+            return code
+
+
+def _expired(pairing: dict, now: float) -> bool:
+    if pairing["status"] == "activated":
+        return now > pairing["activated_at"] + REACTIVATION_GRACE
+    return now > pairing["expires_at"]
+
+
+_last_purge = {}
+
+
+def purge_expired(store: Store, every: float = 60) -> None:
+    """Forget expired codes, at most once a minute so pairing stays cheap in bursts."""
+    now = time.time()
+    if now - _last_purge.get(store.path, 0) < every:
+        return
+    _last_purge[store.path] = now
+    for code, pairing in store.pairings.all().items():
+        if _expired(pairing, now):
+            store.pairings.delete(code)
+
+
+def request_code(store: Store, config: dict, state: str, packaging: str = "") -> dict:
+    """GET /device/code: start a pairing session for a device."""
+    if not isinstance(state, str) or not STATE.match(state):
+        raise BadRequest("state must be 8 to 64 letters, digits or dashes (a uuid)")
+    purge_expired(store)
+    now = time.time()
+    ttl = int(config["server"]["code_ttl_hours"] * 3600)
+    token = secrets.token_hex(32)
+    code = _new_code(store)
+    auto = config["server"]["pairing"] == "auto"
+    store.pairings.put(code, {
+        "code": code, "state": state, "token_hash": hash_token(token),
+        "status": "approved" if auto else "pending",
+        "created_at": now, "expires_at": now + ttl, "packaging": str(packaging)[:64],
+        "repair": store.devices.get(state) is not None,
+    })
+    return {"code": code, "uuid": state, "state": state, "token": token, "expiration": ttl}
+
+
+def pending(store: Store) -> List[dict]:
+    """Pairings waiting for the owner, oldest first (no secrets in them)."""
+    now = time.time()
+    waiting = [p for p in store.pairings.all().values()
+               if p["status"] == "pending" and not _expired(p, now)]
+    return [{"code": p["code"], "created_at": p["created_at"], "expires_at": p["expires_at"],
+             "repair": p.get("repair", False), "device": p.get("device", {})}
+            for p in sorted(waiting, key=lambda p: p["created_at"])]
+
+
+def _pending_pairing(store: Store, code: str) -> dict:
+    code = (code or "").replace(" ", "").upper() if isinstance(code, str) else ""
+    pairing = store.pairings.get(code)
+    if pairing is None or pairing["status"] != "pending" or _expired(pairing, time.time()):
+        raise NotFound(f"no pending pairing with code {code[:16]}")
+    return pairing
+
+
+def approve(store: Store, code: str) -> dict:
+    """The owner allows the device showing `code` to pair."""
+    pairing = _pending_pairing(store, code)
+    pairing["status"] = "approved"
+    store.pairings.put(pairing["code"], pairing)
+    return {"code": pairing["code"], "status": "approved"}
+
+
+def deny(store: Store, code: str) -> dict:
+    """The owner refuses: the code is forgotten and can never activate."""
+    pairing = _pending_pairing(store, code)
+    store.pairings.delete(pairing["code"])
+    return {"code": pairing["code"], "status": "denied"}
+
+
+def activate(store: Store, config: dict, state: str, token: str, report: dict) -> dict:
+    """POST /device/activate: exchange an issued, approved (state, token) pair for a login."""
+    if not isinstance(state, str) or not isinstance(token, str) or not token:
+        raise ActivationRefused("state and token are required", status=400)
+    code = store.pairings.find(hash_token(token))
+    pairing = store.pairings.get(code) if code else None
+    if pairing is None or not hmac.compare_digest(pairing["token_hash"], hash_token(token)) \
+            or not hmac.compare_digest(pairing["state"].encode(), state.encode()):
+        raise ActivationRefused("no pairing was issued for this state and token", status=404)
+    now = time.time()
+    if _expired(pairing, now):
+        store.pairings.delete(pairing["code"])
+        raise ActivationRefused("pairing code expired; ask for a new one", status=404)
+    if pairing["status"] == "pending":
+        if report:
+            pairing["device"] = {k: str(v)[:64] for k, v in report.items() if k in (
+                "coreVersion", "platform", "platform_build", "enclosureVersion")}
+            store.pairings.put(pairing["code"], pairing)
+        raise ActivationRefused(f"waiting for the owner to approve code {pairing['code']}")
+    uuid = pairing.get("uuid") or _device_uuid(state)
+    if store.devices.get(uuid) is None:
+        store.devices.put(uuid, devices.new_device(config, uuid))
+    devices.record_version(store, uuid, report or {})
+    login = issue_tokens(store, uuid)
+    pairing.update(status="activated", activated_at=now, uuid=uuid)
+    store.pairings.put(pairing["code"], pairing)
+    return login
+
+
+def _device_uuid(state: str) -> str:
+    """Devices choose their id through `state` (as with the old backend); keep it if it is one."""
+    try:
+        return str(uuidlib.UUID(state))
+    except ValueError:
+        return str(uuidlib.uuid4())
+
+
+def issue_tokens(store: Store, uuid: str) -> dict:
+    """New access and refresh tokens for a device; the previous ones stop working."""
+    access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+
+    def apply(device):
+        if device is None:
+            raise NotFound(f"unknown device: {uuid[:64]}")
+        device["tokens"] = {"access": hash_token(access), "refresh": hash_token(refresh)}
+        device["paired_at"] = time.time()
+        return device
+
+    store.devices.update(uuid, apply)
+    return {"uuid": uuid, "accessToken": access, "refreshToken": refresh, "expiration": EXPIRATION}
+
+
+def pair_directly(store: Store, config: dict, uuid: Optional[str] = None) -> dict:
+    """Pair without a code (admin API, or the skill pairing the device it runs on)."""
+    uuid = _device_uuid(uuid) if uuid else str(uuidlib.uuid4())
+    if store.devices.get(uuid) is None:
+        store.devices.put(uuid, devices.new_device(config, uuid))
+    return issue_tokens(store, uuid)
+
+
+def bearer(header: Optional[str]) -> str:
+    """The token of an `Authorization: Bearer <token>` header ("" when absent)."""
+    if not header or not header.startswith("Bearer "):
+        return ""
+    return header[len("Bearer "):].strip()
+
+
+def authenticate(store: Store, token: str, kinds: Tuple[str, ...] = ("access",)) -> Optional[str]:
+    """The uuid of the device owning `token` as one of `kinds`, else None."""
+    if not token:
+        return None
+    digest = hash_token(token)
+    uuid = store.devices.find(digest)
+    device = store.devices.get(uuid) if uuid else None
+    if device is None:
+        return None
+    tokens = device.get("tokens") or {}
+    matched = False
+    for kind in kinds:  # every kind is compared, so timing does not tell which matched
+        matched |= hmac.compare_digest(tokens.get(kind, ""), digest)
+    return uuid if matched else None
+
+
+def refresh(store: Store, token: str) -> Optional[dict]:
+    """GET /auth/token: the refresh token (mycroft-core) or the access token (OVOS) rotates both."""
+    uuid = authenticate(store, token, kinds=("access", "refresh"))
+    if uuid is None:
+        return None
+    return issue_tokens(store, uuid)

@@ -1,0 +1,78 @@
+"""The HTTP server: waitress in a background thread, startable and stoppable from a skill.
+
+waitress binds when the server object is built, so a busy port raises `OSError`
+in `start()` (Werkzeug's server calls `sys.exit` instead, which would take the
+whole skill loader down).
+"""
+import threading
+from typing import Optional
+
+from ovos_utils.log import LOG
+from waitress.server import create_server
+from waitress.wasyncore import close_all
+
+# how long the event loop may sleep: bounds how fast stop() takes effect
+LOOP_TIMEOUT = 0.2
+
+
+class BackendServer:
+    """Serve a WSGI app on host:port in a daemon thread."""
+
+    def __init__(self, app, host: str = "127.0.0.1", port: int = 6712, threads: int = 8,
+                 max_body_bytes: int = 10 * 1024 * 1024):
+        self.app = app
+        self.host = host
+        self.requested_port = port
+        self.threads = threads
+        self.max_body_bytes = max_body_bytes
+        self._server = None
+        self._thread: Optional[threading.Thread] = None
+        self._lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        """The bound port (useful when asked for port 0)."""
+        return self._server.effective_port if self._server else self.requested_port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> "BackendServer":
+        """Bind and serve; raises OSError when the address is unavailable."""
+        with self._lock:
+            if self.running:
+                return self
+            self._server = create_server(
+                self.app, host=self.host, port=self.requested_port, threads=self.threads,
+                asyncore_loop_timeout=LOOP_TIMEOUT, max_request_body_size=self.max_body_bytes,
+                channel_timeout=30, ident="ovos-personal-backend",
+                # clients are on the LAN; never trust X-Forwarded-* unless a proxy is configured
+                clear_untrusted_proxy_headers=True)
+            self._thread = threading.Thread(target=self._server.run, daemon=True,
+                                            name=f"personal-backend:{self.port}")
+            self._thread.start()
+            LOG.info(f"personal backend serving on {self.url}")
+            return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop serving and free the port; safe to call any number of times."""
+        with self._lock:
+            server, thread = self._server, self._thread
+            self._server, self._thread = None, None
+        if server is None:
+            return
+        # close the sockets from inside the event loop thread, then stop the workers
+        socket_map = server._map
+        server.trigger.pull_trigger(lambda: close_all(socket_map))
+        if thread is not None:
+            thread.join(timeout)
+        server.task_dispatcher.shutdown(timeout=timeout)
+        if thread is not None and thread.is_alive():
+            LOG.warning("personal backend server thread did not stop in time")
+        LOG.info("personal backend stopped")

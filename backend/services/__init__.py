@@ -1,0 +1,1 @@
+"""Backend services: self-contained helpers (offline place lookup, ...) used by the API."""

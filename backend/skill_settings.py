@@ -1,0 +1,313 @@
+"""Skill settings: values and their settingsmeta, shared between devices or per device.
+
+A skill's settings live in one of two places (api-contract §4.6):
+* shared, keyed by skill id, seen by every device that has the skill;
+* a device's own copy, used when the device has `isolated_skills` or an owner gave it
+  its own values. Reads use the device's copy if it exists, else the shared entry.
+Values are stored natively; meta is stored without values. The v1 wire format puts
+values back into the meta fields as strings, as Selene does.
+"""
+import copy
+import time
+from typing import List, Optional, Tuple
+
+from . import devices
+from .errors import BadRequest, NotFound
+from .store import Store
+
+ID_LIMIT = 200
+
+
+def parse_gid(gid) -> Tuple[str, str]:
+    """(skill_id, gid) from a gid such as `@<uuid>|<skill_id>`, `@|<skill_id>` or `name|branch`."""
+    if not isinstance(gid, str) or not gid.strip() or len(gid) > ID_LIMIT:
+        raise BadRequest("skill_gid must be a non-empty string")
+    parts = gid.split("|")
+    skill_id = parts[1] if parts[0].startswith("@") and len(parts) > 1 else parts[0]
+    if not skill_id:
+        raise BadRequest(f"no skill id in skill_gid {gid!r}")
+    return skill_id, gid
+
+
+def _sections(meta) -> list:
+    """The sections of a settingsmeta, whether wrapped in `skillMetadata` or not."""
+    if not isinstance(meta, dict):
+        raise BadRequest("settings metadata must be an object")
+    if "skillMetadata" in meta:
+        meta = meta["skillMetadata"] or {}
+        if not isinstance(meta, dict):
+            raise BadRequest("skillMetadata must be an object")
+    sections = meta.get("sections", [])
+    if not isinstance(sections, list) or not all(
+            isinstance(s, dict) and isinstance(s.get("fields", []), list) and
+            all(isinstance(f, dict) for f in s.get("fields", [])) for s in sections):
+        raise BadRequest("skillMetadata.sections must be a list of {name, fields: [...]}")
+    return sections
+
+
+def to_native(value, field_type: str):
+    """A settingsmeta string value as the setting it stands for (the client's rules)."""
+    if not isinstance(value, str):
+        return value
+    lowered = value.strip().lower()
+    if field_type == "checkbox":
+        return lowered in ("true", "1")
+    if field_type == "number":
+        if lowered in ("true", "false"):
+            return int(lowered == "true")
+        try:
+            number = float(value)
+        except ValueError:
+            raise BadRequest(f"{value[:32]!r} is not a number")
+        return int(number) if number.is_integer() else number
+    if lowered in ("none", "null"):
+        return None
+    if value == "[]":
+        return []
+    if value == "{}":
+        return {}
+    return value
+
+
+def to_wire(value) -> str:
+    """A setting as the string Selene puts into a settingsmeta field."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    return str(value)
+
+
+def split_meta(meta) -> Tuple[dict, dict]:
+    """(meta without values, {name: native value}) from an uploaded settingsmeta."""
+    sections = copy.deepcopy(_sections(meta))
+    values = {}
+    for section in sections:
+        for field in section.get("fields", []):
+            name = field.get("name")
+            if "value" in field:
+                value = field.pop("value")
+                if isinstance(name, str) and name and value is not None:
+                    values[name] = to_native(value, field.get("type", ""))
+    return {"sections": sections}, values
+
+
+def _record(skill_id: str, display_name, meta: dict, settings: dict) -> dict:
+    if display_name is not None and not isinstance(display_name, str):
+        raise BadRequest("display_name must be a string")
+    return {"skill_id": skill_id, "display_name": display_name or default_display_name(skill_id),
+            "meta": meta, "settings": settings, "updated_at": time.time()}
+
+
+def default_display_name(skill_id: str) -> str:
+    name = skill_id.split(".")[0].replace("-", " ").replace("_", " ")
+    return " ".join(w for w in name.split() if w.lower() not in ("skill", "ovos")).title() or skill_id
+
+
+# device-facing operations ------------------------------------------------------------
+
+def _own_copy(device: dict, skill_id: str) -> bool:
+    return skill_id in device["skills"] or device.get("isolated_skills", False)
+
+
+def effective(store: Store, device: dict, skill_id: str) -> Optional[dict]:
+    """What a device sees for a skill: its own copy, else the shared entry."""
+    return device["skills"].get(skill_id) or store.shared_skills.get(skill_id)
+
+
+def known_skills(device: dict) -> List[str]:
+    manifest = (device.get("skills_manifest") or {}).get("skills", {})
+    ids = set(device["skill_gids"]) | set(device["skills"])
+    for gid in manifest:
+        try:
+            ids.add(parse_gid(gid)[0])
+        except BadRequest:
+            continue
+    return sorted(ids)
+
+
+def _gid(device: dict, skill_id: str) -> str:
+    return device["skill_gids"].get(skill_id) or f"@{device['uuid']}|{skill_id}"
+
+
+def _save(store: Store, uuid: str, skill_id: str, gid: Optional[str],
+          change) -> dict:
+    """Apply `change(record or None) -> record` where this device's settings for the skill live."""
+    result = {}
+
+    def apply(device):
+        if device is None:
+            raise NotFound(f"unknown device: {uuid[:64]}")
+        if gid:
+            device["skill_gids"][skill_id] = gid
+        if _own_copy(device, skill_id):
+            current = device["skills"].get(skill_id) or store.shared_skills.get(skill_id)
+            device["skills"][skill_id] = result["record"] = change(copy.deepcopy(current))
+        else:
+            result["record"] = store.shared_skills.update(skill_id, change)
+        return device
+
+    store.devices.update(uuid, apply)
+    return result["record"]
+
+
+def upload(store: Store, uuid: str, body: dict) -> dict:
+    """PUT /skill (v1): meta with current values; values merge into what is stored."""
+    if not isinstance(body, dict):
+        raise BadRequest("expected a JSON object")
+    skill_id, gid = parse_gid(body.get("skill_gid") or body.get("identifier"))
+    meta, values = split_meta(body.get("skillMetadata") or {})
+
+    def change(record):
+        settings = dict((record or {}).get("settings", {}))
+        settings.update(values)
+        keep_meta = meta if meta["sections"] else (record or {}).get("meta", {"sections": []})
+        name = body.get("display_name") or (record or {}).get("display_name")
+        return _record(skill_id, name, keep_meta, settings)
+
+    return _save(store, uuid, skill_id, gid, change)
+
+
+def upload_meta(store: Store, uuid: str, body: dict) -> dict:
+    """PUT /settingsMeta: the definition only; stored values win over its defaults."""
+    if not isinstance(body, dict):
+        raise BadRequest("expected a JSON object")
+    skill_id, gid = parse_gid(body.get("skill_gid") or body.get("identifier"))
+    meta, defaults = split_meta(body)
+
+    def change(record):
+        settings = dict(defaults)
+        settings.update((record or {}).get("settings", {}))
+        name = body.get("display_name") or (record or {}).get("display_name")
+        return _record(skill_id, name, meta, settings)
+
+    return _save(store, uuid, skill_id, gid, change)
+
+
+def wire_entry(record: dict, gid: str) -> dict:
+    """One v1 entry: meta with every stored value put back as a string."""
+    meta = copy.deepcopy(record.get("meta") or {"sections": []})
+    settings = record.get("settings", {})
+    for section in meta.get("sections", []):
+        for field in section.get("fields", []):
+            if field.get("name") in settings:
+                field["value"] = to_wire(settings[field["name"]])
+    return {"uuid": record["skill_id"], "skill_gid": gid, "identifier": gid,
+            "display_name": record.get("display_name", record["skill_id"]),
+            "skillMetadata": meta}
+
+
+def v1_list(store: Store, device: dict) -> List[dict]:
+    """GET /skill: entries for the skills this device has."""
+    entries = []
+    for skill_id in known_skills(device):
+        record = effective(store, device, skill_id)
+        if record:
+            entries.append(wire_entry(record, _gid(device, skill_id)))
+    return entries
+
+
+def v2_map(store: Store, device: dict) -> dict:
+    """GET /skill/settings: values keyed by the full gid the device uploaded."""
+    result = {}
+    for skill_id in known_skills(device):
+        record = effective(store, device, skill_id)
+        if record:
+            result[_gid(device, skill_id)] = record.get("settings", {})
+    return result
+
+
+# admin operations (api-contract §7.2) ------------------------------------------------
+
+def _check_admin_input(skill_id, settings, meta) -> Tuple[dict, dict]:
+    if not isinstance(skill_id, str) or not skill_id or len(skill_id) > ID_LIMIT:
+        raise BadRequest("skill_id must be a non-empty string")
+    if settings is None:
+        settings = {}
+    if not isinstance(settings, dict):
+        raise BadRequest("settings_json must be an object")
+    meta_only, defaults = split_meta(meta or {})
+    return meta_only, {**defaults, **settings}
+
+
+def admin_view(record: dict, gid: str) -> dict:
+    view = wire_entry(record, gid)
+    view.update(skill_id=record["skill_id"], settings=record.get("settings", {}),
+                settings_json=record.get("settings", {}), meta=record.get("meta", {}))
+    return view
+
+
+def shared_list(store: Store) -> List[dict]:
+    return [admin_view(r, k) for k, r in sorted(store.shared_skills.all().items())]
+
+
+def shared_get(store: Store, skill_id: str) -> dict:
+    record = store.shared_skills.get(skill_id)
+    if record is None:
+        raise NotFound(f"no shared settings for skill {skill_id[:64]}")
+    return admin_view(record, skill_id)
+
+
+def shared_put(store: Store, skill_id: str, display_name=None, settings=None, meta=None) -> dict:
+    """Create or replace a skill's shared settings (upsert)."""
+    current = store.shared_skills.get(skill_id) if isinstance(skill_id, str) else None
+    meta_only, values = _check_admin_input(skill_id, settings, meta)
+    if current and not meta:
+        meta_only = current.get("meta", meta_only)
+    name = display_name or (current or {}).get("display_name")
+    record = _record(skill_id, name, meta_only, values)
+    store.shared_skills.put(skill_id, record)
+    return admin_view(record, skill_id)
+
+
+def shared_delete(store: Store, skill_id: str) -> bool:
+    if not store.shared_skills.delete(skill_id):
+        raise NotFound(f"no shared settings for skill {skill_id[:64]}")
+    return True
+
+
+def device_list(store: Store, uuid: str) -> List[dict]:
+    device = devices.get(store, uuid)
+    return [admin_view(effective(store, device, s), _gid(device, s))
+            for s in known_skills(device) if effective(store, device, s)]
+
+
+def device_get(store: Store, uuid: str, skill_id: str) -> dict:
+    device = devices.get(store, uuid)
+    record = effective(store, device, skill_id)
+    if record is None:
+        raise NotFound(f"no settings for skill {skill_id[:64]} on device {uuid[:64]}")
+    return admin_view(record, _gid(device, skill_id))
+
+
+def device_put(store: Store, uuid: str, skill_id: str, display_name=None, settings=None,
+               meta=None) -> dict:
+    """Give a device its own values for a skill (they override the shared ones)."""
+    meta_only, values = _check_admin_input(skill_id, settings, meta)
+    result = {}
+
+    def apply(device):
+        if device is None:
+            raise NotFound(f"unknown device: {uuid[:64]}")
+        current = effective(store, device, skill_id) or {}
+        keep_meta = meta_only if meta else current.get("meta", meta_only)
+        name = display_name or current.get("display_name")
+        device["skills"][skill_id] = result["record"] = _record(skill_id, name, keep_meta, values)
+        result["gid"] = _gid(device, skill_id)
+        return device
+
+    store.devices.update(uuid, apply)
+    return admin_view(result["record"], result["gid"])
+
+
+def device_delete(store: Store, uuid: str, skill_id: str) -> bool:
+    """Drop a device's own copy (it falls back to the shared settings)."""
+    def apply(device):
+        if device is None:
+            raise NotFound(f"unknown device: {uuid[:64]}")
+        if device["skills"].pop(skill_id, None) is None:
+            raise NotFound(f"device {uuid[:64]} has no own settings for {skill_id[:64]}")
+        return device
+
+    store.devices.update(uuid, apply)
+    return True

@@ -1,0 +1,423 @@
+"""Persistence: the only module that touches the data directory.
+
+Built on json_database's `JsonStorage` (the format users already edit by hand), with
+the guarantees it lacks:
+
+* atomic writes: temp file, fsync, `os.replace`, fsync of the folder, so a crash leaves
+  either the old or the new file, never a truncated one;
+* writers serialised by a lock per collection, readers never blocked: records are
+  replaced, not mutated, so a reader always sees one whole version;
+* data kept in memory; a `stat` per access notices hand edits and reloads them;
+* a file that fails to parse is refused loudly: the last good copy (in memory, or the
+  `.bak` kept beside every file) is restored and the bad file kept as `.rejected`;
+  the store is never silently emptied;
+* append-only records go to a JSON Lines log, so a write costs the same at any size.
+
+Layout under the data path::
+
+    devices/<uuid>.json      one file per device (small writes whatever the fleet size)
+    <name>.json              small collections (pairings, shared skill settings, ...)
+    <name>.jsonl             append-only logs (metrics)
+    recordings/...           audio files written by the services
+"""
+import copy
+import json
+import os
+import re
+import threading
+import time
+from os.path import basename, exists, isdir, join
+from typing import Callable, Dict, Iterable, List, Optional
+
+from json_database import JsonStorage
+from json_database.utils import load_commented_json
+from ovos_utils.log import LOG
+
+from .errors import BadRequest, StorageError
+
+# ids become file names: letters, digits, '-' and '_' only, so no id can leave its folder
+SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+class CorruptFile(Exception):
+    """A data file exists but is not the JSON object it should be."""
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Replace `path` with `data` so that a crash leaves the old or the new content."""
+    folder = os.path.dirname(path)
+    tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if exists(path):
+            # keep the previous good version beside the file (a hard link: no copy)
+            bak = path + ".bak"
+            if exists(bak):
+                os.unlink(bak)
+            os.link(path, bak)
+        os.replace(tmp, path)
+        _fsync_dir(folder)
+    except OSError as e:
+        if exists(tmp):
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise StorageError(f"cannot write {basename(path)}: {e.strerror or e}") from e
+
+
+class Document(JsonStorage):
+    """One JSON object file. Loading is strict: a broken file raises `CorruptFile`."""
+
+    def __init__(self, path: str, data: Optional[dict] = None):
+        super().__init__(path="", disable_lock=True)  # "" = do not load yet
+        self.path = path
+        if data is not None:
+            self.update(data)
+
+    def load_local(self, path: str) -> None:
+        try:
+            data = load_commented_json(path)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise CorruptFile(f"{path}: {e}") from e
+        if not isinstance(data, dict):
+            raise CorruptFile(f"{path}: expected a JSON object")
+        self.clear()
+        self.update(data)
+
+    def store(self, path: Optional[str] = None) -> None:
+        payload = json.dumps(self, indent=2, ensure_ascii=False, sort_keys=True)
+        write_atomic(path or self.path, payload.encode("utf-8"))
+
+    @classmethod
+    def read(cls, path: str) -> "Document":
+        doc = cls(path)
+        doc.load_local(path)
+        return doc
+
+
+def _signature(path: str):
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def _load_or_restore(path: str, last_good: Optional[dict]) -> Optional[Document]:
+    """Load `path`; if it is corrupt, put the last good version back and keep the bad one."""
+    if not exists(path):
+        return None
+    try:
+        return Document.read(path)
+    except CorruptFile as e:
+        rejected = f"{path}.rejected-{int(time.time())}"
+        LOG.error(f"refusing corrupt data file {e}; kept it as {rejected}")
+        good = None
+        if last_good is not None:
+            good = Document(path, last_good)
+        elif exists(path + ".bak"):
+            try:
+                good = Document.read(path + ".bak")
+            except CorruptFile:
+                good = None
+        if good is None:
+            raise StorageError(f"data file {path} is corrupt and no good copy exists; "
+                               "fix or remove it by hand", status=500) from e
+        os.replace(path, rejected)
+        good.store(path)
+        LOG.error(f"restored the last good copy of {path}")
+        return good
+
+
+class Collection:
+    """Records keyed by id, with optional secondary indexes.
+
+    `index` maps a record to the values it can be found by (e.g. token hashes).
+    Reads return copies; writes are durable when they return.
+    """
+
+    def __init__(self, index: Optional[Callable[[dict], Iterable[str]]] = None):
+        self._records: Dict[str, dict] = {}
+        self._index_fn = index
+        self._index: Dict[str, str] = {}
+        self._write_lock = threading.RLock()
+
+    # subclass hooks ---------------------------------------------------------------
+    def _refresh(self) -> None:
+        """Pick up changes made to the files by hand."""
+
+    def _persist(self, key: str, record: Optional[dict]) -> None:
+        raise NotImplementedError
+
+    # reading ----------------------------------------------------------------------
+    def get(self, key: str) -> Optional[dict]:
+        self._refresh()
+        record = self._records.get(key)
+        return copy.deepcopy(record) if record is not None else None
+
+    def find(self, value: str) -> Optional[str]:
+        """The key of the record indexed under `value`."""
+        self._refresh()
+        return self._index.get(value)
+
+    def keys(self) -> List[str]:
+        self._refresh()
+        return list(self._records)
+
+    def all(self) -> Dict[str, dict]:
+        self._refresh()
+        return copy.deepcopy(dict(self._records))
+
+    def __len__(self) -> int:
+        self._refresh()
+        return len(self._records)
+
+    # writing ----------------------------------------------------------------------
+    def put(self, key: str, record: dict) -> dict:
+        with self._write_lock:
+            self._refresh()
+            self._persist(key, record)
+            self._set(key, copy.deepcopy(record))
+        return record
+
+    def delete(self, key: str) -> bool:
+        with self._write_lock:
+            self._refresh()
+            if key not in self._records:
+                return False
+            self._persist(key, None)
+            self._set(key, None)
+            return True
+
+    def update(self, key: str, change: Callable[[Optional[dict]], Optional[dict]]) -> Optional[dict]:
+        """Read-modify-write one record atomically with respect to other writers.
+
+        `change` receives a copy of the record (None if absent) and returns the new
+        record, or None to leave it unchanged.
+        """
+        with self._write_lock:
+            new = change(self.get(key))
+            if new is not None:
+                self.put(key, new)
+            return new
+
+    # in-memory bookkeeping ----------------------------------------------------------
+    def _set(self, key: str, record: Optional[dict]) -> None:
+        old = self._records.get(key)
+        if old is not None and self._index_fn:
+            for value in self._index_fn(old):
+                self._index.pop(value, None)
+        if record is None:
+            self._records.pop(key, None)
+        else:
+            self._records[key] = record
+            if self._index_fn:
+                for value in self._index_fn(record):
+                    self._index[value] = key
+
+    def _reset(self, records: Dict[str, dict]) -> None:
+        self._records = {}
+        self._index = {}
+        for key, record in records.items():
+            self._set(key, record)
+
+
+class FileCollection(Collection):
+    """A small collection kept in one JSON file `{key: record}`."""
+
+    def __init__(self, path: str, index=None):
+        super().__init__(index)
+        self.path = path
+        self._signature = None
+        self._reload(initial=True)
+
+    def _reload(self, initial: bool = False) -> None:
+        doc = _load_or_restore(self.path, None if initial else self._records)
+        self._reset(dict(doc) if doc is not None else {})
+        self._signature = _signature(self.path)
+
+    def _refresh(self) -> None:
+        if _signature(self.path) != self._signature:
+            with self._write_lock:
+                if _signature(self.path) != self._signature:
+                    LOG.info(f"{self.path} changed on disk, reloading")
+                    self._reload()
+
+    def _persist(self, key: str, record: Optional[dict]) -> None:
+        data = dict(self._records)
+        if record is None:
+            data.pop(key, None)
+        else:
+            data[key] = record
+        Document(self.path, data).store()
+        self._signature = _signature(self.path)
+
+
+class DirCollection(Collection):
+    """A collection kept as one JSON file per record, so a write costs the same at any size."""
+
+    SUFFIX = ".json"
+
+    def __init__(self, folder: str, index=None):
+        super().__init__(index)
+        self.folder = folder
+        os.makedirs(folder, exist_ok=True)
+        self._signatures: Dict[str, tuple] = {}
+        self._dir_signature = None
+        self._scan(initial=True)
+
+    def _path(self, key: str) -> str:
+        if not SAFE_KEY.match(key):
+            raise BadRequest(f"invalid id: {key[:64]!r}")
+        return join(self.folder, key + self.SUFFIX)
+
+    def get(self, key: str) -> Optional[dict]:
+        if not SAFE_KEY.match(key):
+            return None
+        self._refresh()
+        if key in self._records and _signature(self._path(key)) != self._signatures.get(key):
+            with self._write_lock:
+                self._load(key)
+        return super().get(key)
+
+    def _scan(self, initial: bool = False) -> None:
+        names = {f[:-len(self.SUFFIX)] for f in os.listdir(self.folder)
+                 if f.endswith(self.SUFFIX) and SAFE_KEY.match(f[:-len(self.SUFFIX)])}
+        for key in set(self._records) - names:
+            self._set(key, None)
+            self._signatures.pop(key, None)
+        for key in names:
+            self._load(key, initial)
+        self._dir_signature = _signature(self.folder)
+
+    def _load(self, key: str, initial: bool = False) -> None:
+        path = self._path(key)
+        signature = _signature(path)
+        if signature is not None and signature == self._signatures.get(key):
+            return
+        last_good = None if initial else self._records.get(key)
+        doc = _load_or_restore(path, last_good)
+        self._set(key, dict(doc) if doc is not None else None)
+        self._signatures[key] = _signature(path)
+
+    def _refresh(self) -> None:
+        # a folder's mtime changes when a file is added, removed or replaced
+        if _signature(self.folder) != self._dir_signature:
+            with self._write_lock:
+                if _signature(self.folder) != self._dir_signature:
+                    self._scan()
+
+    def _persist(self, key: str, record: Optional[dict]) -> None:
+        path = self._path(key)
+        if record is None:
+            try:
+                os.unlink(path)
+                if exists(path + ".bak"):
+                    os.unlink(path + ".bak")
+                _fsync_dir(self.folder)
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                raise StorageError(f"cannot delete {basename(path)}: {e.strerror or e}") from e
+            self._signatures.pop(key, None)
+        else:
+            Document(path, record).store()
+            self._signatures[key] = _signature(path)
+        self._dir_signature = _signature(self.folder)
+
+
+class AppendLog:
+    """Append-only JSON Lines: one record a line, fsynced before an append returns."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._lock = threading.Lock()
+        self._repair_tail()
+
+    def _repair_tail(self) -> None:
+        """A crash mid-append can leave a partial last line: cut it, keep everything before."""
+        if not exists(self.path):
+            return
+        with open(self.path, "rb+") as f:
+            data = f.read()
+            if data and not data.endswith(b"\n"):
+                cut = data.rfind(b"\n") + 1
+                LOG.warning(f"{self.path}: dropping an unfinished last line ({len(data) - cut} bytes)")
+                f.truncate(cut)
+                f.flush()
+                os.fsync(f.fileno())
+
+    def append(self, record: dict) -> dict:
+        line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
+        with self._lock:
+            try:
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    os.write(fd, line)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            except OSError as e:
+                raise StorageError(f"cannot append to {basename(self.path)}: "
+                                   f"{e.strerror or e}") from e
+        return record
+
+    def read(self) -> List[dict]:
+        if not exists(self.path):
+            return []
+        records = []
+        with open(self.path, "rb") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    records.append(json.loads(line))
+                except ValueError:
+                    LOG.error(f"{self.path}:{number}: skipping a line that is not JSON")
+        return records
+
+    def rewrite(self, records: List[dict]) -> None:
+        """Replace the whole log (for the rare edit or delete), atomically."""
+        payload = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+        with self._lock:
+            write_atomic(self.path, payload.encode("utf-8"))
+
+
+def _device_tokens(record: dict) -> Iterable[str]:
+    return [h for h in (record.get("tokens") or {}).values() if isinstance(h, str) and h]
+
+
+class Store:
+    """Every collection the backend keeps, under one data folder."""
+
+    def __init__(self, data_path: str):
+        self.path = data_path
+        try:
+            os.makedirs(data_path, exist_ok=True)
+        except OSError as e:
+            raise StorageError(f"cannot create data folder {data_path}: {e.strerror or e}") from e
+        if not isdir(data_path) or not os.access(data_path, os.W_OK):
+            raise StorageError(f"data folder {data_path} is not writable")
+        self.devices = DirCollection(join(data_path, "devices"), index=_device_tokens)
+        self.pairings = DirCollection(join(data_path, "pairings"),
+                                      index=lambda r: [r.get("token_hash", "")])
+        self.shared_skills = FileCollection(join(data_path, "skill_settings.json"))
+        self.metrics = AppendLog(join(data_path, "metrics.jsonl"))
+
+    def folder(self, *parts: str) -> str:
+        """A sub-folder of the data path for files the services write (recordings)."""
+        path = join(self.path, *parts)
+        os.makedirs(path, exist_ok=True)
+        return path

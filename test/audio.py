@@ -1,0 +1,66 @@
+"""Test helper: real synthetic speech audio made with espeak-ng and sox.
+
+Needs the Debian packages ``espeak-ng`` and ``sox`` (``apt-get install
+espeak-ng sox``). Nothing here is mocked: the bytes are what a device would
+upload (FLAC or WAV), so the tests exercise the real decoder and STT plugin.
+
+    from audio import speak
+    flac = speak("hello world", tmp_path)                  # 16 kHz mono FLAC
+    wav = speak("hello world", tmp_path, fmt="wav", rate=44100, channels=2)
+"""
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import List, Optional, Union
+
+TOOLS = ("espeak-ng", "sox")
+FORMATS = ("flac", "wav")
+
+
+def missing_tools() -> List[str]:
+    """The names of the command-line tools this helper needs that are not on PATH."""
+    return [tool for tool in TOOLS if shutil.which(tool) is None]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:60] or "speech"
+
+
+def speak(text: str, path_or_dir: Union[str, Path], fmt: str = "flac",
+          rate: int = 16000, channels: int = 1, bits: int = 16,
+          voice: str = "en-us", speed: Optional[int] = None) -> bytes:
+    """Synthesise ``text`` and return the encoded audio bytes (also written to disk).
+
+    ``path_or_dir``: a file path, or an existing directory in which a file named
+    after the text is created. ``fmt`` is "flac" or "wav"; ``rate``, ``channels``
+    and ``bits`` set the output sample rate, channel count and sample width, so a
+    test can mimic any device (the default, 16 kHz 16-bit mono FLAC, is what
+    Mycroft devices upload). ``voice`` and ``speed`` (words per minute) go to
+    espeak-ng. Raises RuntimeError with a clear message if a tool is missing or fails.
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {FORMATS}, not {fmt!r}")
+    missing = missing_tools()
+    if missing:
+        raise RuntimeError(f"missing {', '.join(missing)}: apt-get install espeak-ng sox")
+    dest = Path(path_or_dir)
+    if dest.is_dir():
+        dest = dest / f"{_slug(text)}_{rate}_{channels}ch_{bits}b.{fmt}"
+    raw_wav = dest.with_name(dest.name + ".espeak.wav")
+    espeak = ["espeak-ng", "-v", voice, "-w", str(raw_wav)]
+    if speed:
+        espeak += ["-s", str(speed)]
+    _run(espeak + ["--", text])
+    try:
+        _run(["sox", str(raw_wav), "-t", fmt, "-r", str(rate), "-c", str(channels),
+              "-b", str(bits), str(dest)])
+    finally:
+        raw_wav.unlink(missing_ok=True)
+    return dest.read_bytes()
+
+
+def _run(cmd: List[str]) -> None:
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.strip()}")
