@@ -192,7 +192,7 @@ def authenticate(store: Store, token: str, kinds: Tuple[str, ...] = ("access",))
         return None
     digest = hash_token(token)
     uuid = store.devices.find(digest)
-    device = store.devices.get(uuid) if uuid else None
+    device = store.devices.peek(uuid) if uuid else None
     if device is None:
         return None
     tokens = device.get("tokens") or {}

@@ -135,6 +135,12 @@ def _save(store: Store, uuid: str, skill_id: str, gid: Optional[str],
     """Apply `change(record or None) -> record` where this device's settings for the skill live."""
     result = {}
 
+    def unless_same(record):
+        # devices re-upload identical settings often: keep the record, so nothing is written
+        new = change(record)
+        same = record is not None and {**new, "updated_at": 0} == {**record, "updated_at": 0}
+        return record if same else new
+
     def apply(device):
         if device is None:
             raise NotFound(f"unknown device: {uuid[:64]}")
@@ -142,9 +148,9 @@ def _save(store: Store, uuid: str, skill_id: str, gid: Optional[str],
             device["skill_gids"][skill_id] = gid
         if _own_copy(device, skill_id):
             current = device["skills"].get(skill_id) or store.shared_skills.get(skill_id)
-            device["skills"][skill_id] = result["record"] = change(copy.deepcopy(current))
+            device["skills"][skill_id] = result["record"] = unless_same(copy.deepcopy(current))
         else:
-            result["record"] = store.shared_skills.update(skill_id, change)
+            result["record"] = store.shared_skills.update(skill_id, unless_same)
         return device
 
     store.devices.update(uuid, apply)

@@ -20,7 +20,6 @@ Layout under the data path::
     <name>.jsonl             append-only logs (metrics)
     recordings/...           audio files written by the services
 """
-import copy
 import json
 import os
 import re
@@ -107,6 +106,15 @@ class Document(JsonStorage):
         return doc
 
 
+def clone(value):
+    """A deep copy of JSON-shaped data (several times faster than copy.deepcopy)."""
+    if isinstance(value, dict):
+        return {k: clone(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [clone(v) for v in value]
+    return value
+
+
 def _signature(path: str):
     try:
         st = os.stat(path)
@@ -163,9 +171,13 @@ class Collection:
 
     # reading ----------------------------------------------------------------------
     def get(self, key: str) -> Optional[dict]:
+        record = self.peek(key)
+        return clone(record) if record is not None else None
+
+    def peek(self, key: str) -> Optional[dict]:
+        """The stored record itself, for read-only use on hot paths: never modify it."""
         self._refresh()
-        record = self._records.get(key)
-        return copy.deepcopy(record) if record is not None else None
+        return self._records.get(key)
 
     def find(self, value: str) -> Optional[str]:
         """The key of the record indexed under `value`."""
@@ -178,7 +190,7 @@ class Collection:
 
     def all(self) -> Dict[str, dict]:
         self._refresh()
-        return copy.deepcopy(dict(self._records))
+        return clone(self._records)
 
     def __len__(self) -> int:
         self._refresh()
@@ -189,7 +201,7 @@ class Collection:
         with self._write_lock:
             self._refresh()
             self._persist(key, record)
-            self._set(key, copy.deepcopy(record))
+            self._set(key, clone(record))
         return record
 
     def delete(self, key: str) -> bool:
@@ -208,8 +220,9 @@ class Collection:
         record, or None to leave it unchanged.
         """
         with self._write_lock:
-            new = change(self.get(key))
-            if new is not None:
+            old = self.get(key)
+            new = change(clone(old) if old is not None else None)
+            if new is not None and new != old:  # an unchanged record costs no write
                 self.put(key, new)
             return new
 
@@ -283,14 +296,14 @@ class DirCollection(Collection):
             raise BadRequest(f"invalid id: {key[:64]!r}")
         return join(self.folder, key + self.SUFFIX)
 
-    def get(self, key: str) -> Optional[dict]:
+    def peek(self, key: str) -> Optional[dict]:
         if not SAFE_KEY.match(key):
             return None
         self._refresh()
         if key in self._records and _signature(self._path(key)) != self._signatures.get(key):
             with self._write_lock:
                 self._load(key)
-        return super().get(key)
+        return super().peek(key)
 
     def _scan(self, initial: bool = False) -> None:
         names = {f[:-len(self.SUFFIX)] for f in os.listdir(self.folder)
