@@ -20,14 +20,12 @@ import argparse
 import collections
 import gzip
 import importlib.util
-import io
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import zipfile
-from datetime import date
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -63,10 +61,13 @@ ADMIN1_ALIASES = {
            "SA": "South Australia", "WA": "Western Australia", "TAS": "Tasmania",
            "NT": "Northern Territory", "ACT": "Australian Capital Territory"},
 }
+# Code-like alternate names people do say.
+KEEP_ALTERNATES = {"NYC"}
 # Generic words after a region's name that people leave out ("Moscow Oblast" -> "Moscow").
 REGION_SUFFIXES = ("province", "region", "oblast", "prefecture", "governorate",
                    "state", "county", "district", "department", "voivodeship", "kray",
                    "krai", "republic", "municipality", "autonomous community")
+REGION_PREFIXES = ("state of", "city state", "province of", "city of", "republic of")
 
 
 def load_normalize():
@@ -124,6 +125,9 @@ def region_keys(cc, code, name, normalize):
     for suffix in REGION_SUFFIXES:
         if lowered.endswith(" " + suffix):
             keys.append(lowered[: -len(suffix) - 1])
+    for prefix in REGION_PREFIXES:  # "State of Berlin" -> "Berlin"
+        if lowered.startswith(prefix + " "):
+            keys.append(lowered[len(prefix) + 1:])
     if code.isalpha():
         keys.append(normalize(code))
     keys += [normalize(abbr) for abbr, full in ADMIN1_ALIASES.get(cc, {}).items()
@@ -136,9 +140,12 @@ def unique(keys):
 
 
 def useful_alternate(name):
-    """Drop GeoNames' machine transliterations ("mu ni hei", "mwnkh"): all lower-case
-    ASCII, they add size and collide with real names; real names are capitalised."""
-    return not (name.isascii() and name == name.lower()) and not any(c.isdigit() for c in name)
+    """Drop alternate names that cost size and collide more than they help: GeoNames'
+    machine transliterations (all lower-case ASCII: "mu ni hei", "mwnkh"), names with
+    digits, and airport codes ("HAM" would make the town of Ham mean Hamburg)."""
+    if name.isascii() and (name == name.lower() or (len(name) == 3 and name.isupper())):
+        return name in KEEP_ALTERNATES
+    return not any(c.isdigit() for c in name)
 
 
 def main():
@@ -174,7 +181,7 @@ def main():
         "# Offline gazetteer for ovos_skill_personal_backend (backend/services/places.py).",
         "# Data: GeoNames, https://www.geonames.org/, licensed CC-BY 4.0"
         " (https://creativecommons.org/licenses/by/4.0/).",
-        f"# Built {date.today().isoformat()} by scripts/build_gazetteer.py from "
+        "# Built by scripts/build_gazetteer.py from "
         + ", ".join(f"{k} {v}" for k, v in SOURCES.items())
         + f"; cities with population >= {args.min_population}"
         f" (alternate names for >= {args.alternates_from}).",
@@ -186,14 +193,32 @@ def main():
         keys = [country["name"], cc, country["iso3"]] + COUNTRY_ALIASES.get(cc, [])
         keys = unique(normalize(k) for k in keys)
         lines.append(f"K\t{cc}\t{country['name']}\t{'|'.join(keys)}")
+    abbreviations = {(cc, abbr) for cc, table in ADMIN1_ALIASES.items() for abbr in table}
     for (cc, code), name in sorted(regions.items()):
         if (cc, code) in used and code not in ("", "00"):
-            lines.append(f"A\t{cc}\t{code}\t{name}\t{'|'.join(region_keys(cc, code, name, normalize))}")
+            keys = region_keys(cc, code, name, normalize)
+            abbreviations -= {(cc, key.upper()) for key in keys}
+            lines.append(f"A\t{cc}\t{code}\t{name}\t{'|'.join(keys)}")
+    if abbreviations:
+        raise SystemExit(f"ADMIN1_ALIASES name no GeoNames region: {sorted(abbreviations)}")
+    # An alternate name that is a bigger same-country city's own name refers to that city
+    # (GeoNames lists "Cambridge" among Newton, Massachusetts' names); a smaller one's
+    # does not ("Juarez" is still Ciudad Juárez, not Juárez, Chiapas).
+    own_names = collections.defaultdict(int)
+    for c in cities:
+        key = (c["countrycode"], normalize(c["name"]))
+        own_names[key] = max(own_names[key], c["population"])
+    skipped = 0
     for city in cities:
-        names = [city["name"]]
-        if city["population"] >= args.alternates_from:
-            names += sorted(n for n in city["alternatenames"] if useful_alternate(n))
-        keys = unique(normalize(n) for n in names)
+        primary = normalize(city["name"])
+        if not primary:
+            skipped += 1
+            continue
+        alternates = [normalize(n) for n in city["alternatenames"] if useful_alternate(n)] \
+            if city["population"] >= args.alternates_from else []
+        keys = unique([primary] + sorted(k for k in alternates
+                                         if own_names.get((city["countrycode"], k), -1)
+                                         < city["population"]))
         lines.append("\t".join(["C", city["name"], f"{city['latitude']:.5f}",
                                 f"{city['longitude']:.5f}", city["countrycode"],
                                 city["admin1code"], str(city["population"]),
@@ -203,7 +228,8 @@ def main():
     with open(args.out, "wb") as f:  # fixed mtime: rebuilding identical data is a no-op
         with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=9, mtime=0) as gz:
             gz.write(("\n".join(lines) + "\n").encode("utf-8"))
-    print(f"{args.out}: {len(cities)} cities, {sum(1 for l in lines if l[0] == 'A')} regions, "
+    regions_kept = sum(1 for line in lines if line.startswith("A\t"))
+    print(f"{args.out}: {len(cities) - skipped} cities, {regions_kept} regions, "
           f"{len(countries)} countries, {os.path.getsize(args.out) / 1e6:.2f} MB")
 
 

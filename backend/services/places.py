@@ -19,15 +19,17 @@ import threading
 import unicodedata
 from datetime import datetime
 from functools import lru_cache
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Tuple, Union
+from zoneinfo import ZoneInfo
 
 DATA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "data",
                          "gazetteer.tsv.gz")
 
 # A city found only through one of its alternate names (some are transliterations
 # or old names that collide with other places) must be this many times bigger to
-# outrank a city whose own name matched: "Victoria" stays in Canada, not Hong Kong.
-ALT_NAME_WEIGHT = 0.02
+# outrank a city whose own name matched: "Sakata" stays in Japan instead of meaning
+# Jakarta, while "Lisboa", "Bombay" or "Mexico" still find Lisbon, Mumbai, Mexico City.
+ALT_NAME_WEIGHT = 0.01
 MAX_QUERY_CHARS = 200  # nobody's place name is longer; bounds the work per query
 MAX_TOKENS = 12
 
@@ -50,8 +52,11 @@ class City(NamedTuple):
 
 
 class Gazetteer(NamedTuple):
-    cities: List[City]
-    names: Dict[str, List[int]]  # key -> city ids; id * 2 + 1 marks an alternate name
+    # One "name\tlat\tlon\tcountry\tadmin1\tpopulation\ttimezone" string per city, parsed
+    # only when a query hits it: a string is a fraction of the memory of a parsed tuple.
+    cities: List[str]
+    # key -> city id, or a list of them; id * 2 + 1 marks a match on an alternate name.
+    names: Dict[str, Union[int, List[int]]]
     countries: Dict[str, str]  # ISO code -> display name
     country_keys: Dict[str, str]  # normalised name / ISO2 / ISO3 / alias -> ISO code
     admin1: Dict[Tuple[str, str], str]  # (country, code) -> display name
@@ -87,7 +92,10 @@ def normalize(text: str) -> str:
 
 
 def load(path: str = DATA_FILE) -> Gazetteer:
-    """Parse the gazetteer once per process (thread-safe) and return the in-memory index."""
+    """Parse the gazetteer once per process (thread-safe) and return the in-memory index.
+
+    search() calls this itself; call it early (e.g. at startup) to keep the ~0.3 s parse
+    off the first request. `path` only matters on the first call."""
     global _gazetteer
     if _gazetteer is None:
         with _lock:
@@ -97,8 +105,9 @@ def load(path: str = DATA_FILE) -> Gazetteer:
 
 
 def _parse(path: str) -> Gazetteer:
-    cities: List[City] = []
-    names: Dict[str, List[int]] = {}
+    """Read the build script's rows (format in the file's header) into lookup dicts."""
+    cities: List[str] = []
+    names: Dict[str, Union[int, List[int]]] = {}
     countries: Dict[str, str] = {}
     country_keys: Dict[str, str] = {}
     admin1: Dict[Tuple[str, str], str] = {}
@@ -107,11 +116,18 @@ def _parse(path: str) -> Gazetteer:
         for line in f:
             kind, _, rest = line.rstrip("\n").partition("\t")
             if kind == "C":  # name lat lon country admin1 population timezone keys
-                name, lat, lon, cc, a1, pop, tz, keys = rest.split("\t")
+                city, _, keys = rest.rpartition("\t")
                 ident = len(cities) * 2
-                cities.append(City(name, float(lat), float(lon), cc, a1, int(pop), tz))
+                cities.append(city)
                 for n, key in enumerate(keys.split("|")):
-                    names.setdefault(key, []).append(ident + (n > 0))
+                    entry = ident + (n > 0)
+                    hits = names.get(key)
+                    if hits is None:
+                        names[key] = entry
+                    elif isinstance(hits, int):
+                        names[key] = [hits, entry]
+                    else:
+                        hits.append(entry)
             elif kind == "A":  # country code name keys
                 cc, code, name, keys = rest.split("\t")
                 admin1[(cc, code)] = name
@@ -129,38 +145,56 @@ def search(query: str, limit: int = 5) -> List[dict]:
     """Candidate locations for free text, best first; [] when nothing matches."""
     if not isinstance(query, str) or not isinstance(limit, int) or limit <= 0:
         return []
-    parts = [normalize(p) for p in query[:MAX_QUERY_CHARS].replace(";", ",").split(",")]
-    parts = [p for p in parts if p]
+    text = query.strip()[:MAX_QUERY_CHARS].replace(";", ",")
+    parts = [p for p in map(normalize, text.split(",")) if p]
     if not parts:
         return []
     gaz = load()
+    # A comma part naming no known country or region ("Zürich, Schweiz": only English
+    # country names are known) is noise to skip, not a filter that rejects everything.
+    qualifiers = [p for p in parts[1:] if _mentions_place(gaz, p)]
+    tokens = parts[0].split()[:MAX_TOKENS]
     scores: Dict[int, float] = {}
-    for city_key, qualifiers in _readings(parts[0].split()[:MAX_TOKENS], parts[1:]):
-        for entry in gaz.names.get(city_key, ()):
+    found: Dict[int, City] = {}
+    # Read "portland oregon usa" as the city "portland oregon usa", or as the city
+    # "portland oregon" in "usa", or as the city "portland" in "oregon usa".
+    for cut in range(len(tokens), 0, -1):
+        extra = [" ".join(tokens[cut:])] if cut < len(tokens) else []
+        hits = gaz.names.get(" ".join(tokens[:cut]), ())
+        for entry in (hits,) if isinstance(hits, int) else hits:
             ident, alternate = divmod(entry, 2)
-            city = gaz.cities[ident]
-            if all(_qualifies(gaz, city, q) for q in qualifiers):
+            city = found.get(ident) or _city(gaz.cities[ident])
+            if all(_qualifies(gaz, city, q) for q in extra + qualifiers):
+                found[ident] = city
                 score = (city.population + 1) * (ALT_NAME_WEIGHT if alternate else 1.0)
                 scores[ident] = max(score, scores.get(ident, 0.0))
-    best = sorted(scores, key=lambda i: (-scores[i], gaz.cities[i].name))[:limit]
-    return [_location(gaz, gaz.cities[i]) for i in best]
+    best = sorted(scores, key=lambda i: (-scores[i], found[i].name))[:limit]
+    return [_location(gaz, found[i]) for i in best]
 
 
-def _readings(tokens: List[str], qualifiers: List[str]):
-    """Ways to read "portland oregon usa": the whole text as a city, or a city
-    followed by one or two qualifier phrases (state and/or country)."""
-    yield " ".join(tokens), qualifiers
-    for i in range(len(tokens) - 1, 0, -1):
-        city, rest = " ".join(tokens[:i]), tokens[i:]
-        yield city, [" ".join(rest)] + qualifiers
-        for j in range(1, len(rest)):
-            yield city, [" ".join(rest[:j]), " ".join(rest[j:])] + qualifiers
+def _city(row: str) -> City:
+    name, lat, lon, cc, admin1, population, tz = row.split("\t")
+    return City(name, float(lat), float(lon), cc, admin1, int(population), tz)
 
 
-def _qualifies(gaz: Gazetteer, city: City, qualifier: str) -> bool:
-    """True if the qualifier names the city's country or first-level region."""
-    return gaz.country_keys.get(qualifier) == city.country or \
-        (city.country, city.admin1) in gaz.admin1_keys.get(qualifier, ())
+def _qualifies(gaz: Gazetteer, city: City, phrase: str, parts: int = 2) -> bool:
+    """True if the phrase names the city's country or region, or (up to `parts`
+    pieces) both: "oregon", "usa", "oregon usa"."""
+    if gaz.country_keys.get(phrase) == city.country or \
+            (city.country, city.admin1) in gaz.admin1_keys.get(phrase, ()):
+        return True
+    tokens = phrase.split()
+    return parts > 1 and any(
+        _qualifies(gaz, city, " ".join(tokens[:i]), 1) and
+        _qualifies(gaz, city, " ".join(tokens[i:]), parts - 1) for i in range(1, len(tokens)))
+
+
+def _mentions_place(gaz: Gazetteer, phrase: str) -> bool:
+    """True if some run of words in the phrase is a known country or region name."""
+    tokens = phrase.split()[:MAX_TOKENS]
+    runs = (" ".join(tokens[i:j]) for i in range(len(tokens))
+            for j in range(i + 1, len(tokens) + 1))
+    return any(run in gaz.country_keys or run in gaz.admin1_keys for run in runs)
 
 
 def _location(gaz: Gazetteer, city: City) -> dict:
@@ -184,7 +218,6 @@ def _offsets(tz_name: str) -> Tuple[int, int]:
     """(standard UTC offset, extra DST shift) in ms, from this year's Jan 1 and Jul 1:
     whichever is smaller is standard time, on either hemisphere."""
     try:
-        from zoneinfo import ZoneInfo
         zone = ZoneInfo(tz_name)
         year = datetime.now().year
         jan, jul = (datetime(year, month, 1, tzinfo=zone).utcoffset() for month in (1, 7))
