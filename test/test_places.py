@@ -1,17 +1,14 @@
 """Offline gazetteer (backend/services/places.py) against the shipped data file."""
 import gzip
-import importlib.util
+import os
 import os
 import threading
 import zoneinfo
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_spec = importlib.util.spec_from_file_location(
-    "places_under_test", os.path.join(ROOT, "backend", "services", "places.py"))
-places = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(places)
+# the installed package: this also proves the data file is packaged
+from ovos_skill_personal_backend.backend.services import places
 
 
 def first(query: str) -> dict:
