@@ -1,7 +1,6 @@
 """Offline gazetteer (backend/services/places.py) against the shipped data file."""
 import gzip
 import os
-import os
 import threading
 import zoneinfo
 
