@@ -41,7 +41,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (config_module.ConfigError, StorageError) as e:
         print(f"ovos-personal-backend: {e}", file=sys.stderr)
         return 2
-    server = BackendServer(create_app(config, store), config["server"]["host"],
+    server = BackendServer(create_app(config, store, config_path=args.config), config["server"]["host"],
                            config["server"]["port"],
                            max_body_bytes=config["server"]["max_body_mb"] * 1024 * 1024)
     try:
@@ -53,6 +53,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     print(f"ovos-personal-backend serving on {server.url} "
           f"(api {server.url}/{config['server']['version']}, pairing: {config['server']['pairing']}, "
           f"data: {config['data_path']})", flush=True)
+    if not config_module.is_loopback(config["server"]["host"]):
+        print(f"devices on the network use server.url = {config_module.public_url(config)}",
+              flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

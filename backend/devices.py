@@ -124,17 +124,20 @@ def validate_changes(changes: dict) -> dict:
     return clean
 
 
-def update(store: Store, uuid: str, changes: dict) -> dict:
-    """Apply validated owner changes (info, preferences, location) to a device."""
-    clean = validate_changes(changes)
-
+def _set_fields(store: Store, uuid: str, fields: dict) -> dict:
+    """Set checked `fields` on an existing device, atomically with respect to other writers."""
     def apply(device: Optional[dict]) -> dict:
         if device is None:
             raise NotFound(f"unknown device: {uuid[:64]}")
-        device.update(clean)
+        device.update(fields)
         return device
 
     return store.devices.update(uuid, apply)
+
+
+def update(store: Store, uuid: str, changes: dict) -> dict:
+    """Apply validated owner changes (info, preferences, location) to a device."""
+    return _set_fields(store, uuid, validate_changes(changes))
 
 
 def set_location(store: Store, uuid: str, location: dict) -> dict:
@@ -154,14 +157,7 @@ def record_version(store: Store, uuid: str, report: dict) -> dict:
             if not isinstance(value, (str, int, float)) or len(str(value)) > TEXT_LIMIT:
                 raise BadRequest(f"{wire} must be a short string")
             clean[key] = str(value)
-
-    def apply(device):
-        if device is None:
-            raise NotFound(f"unknown device: {uuid[:64]}")
-        device.update(clean)
-        return device
-
-    return store.devices.update(uuid, apply)
+    return _set_fields(store, uuid, clean)
 
 
 def record_manifest(store: Store, uuid: str, manifest: dict) -> dict:
@@ -176,15 +172,8 @@ def record_manifest(store: Store, uuid: str, manifest: dict) -> dict:
     blacklist = manifest.get("blacklist") or []
     if not isinstance(blacklist, list):
         raise BadRequest("blacklist must be a list")
-
-    def apply(device):
-        if device is None:
-            raise NotFound(f"unknown device: {uuid[:64]}")
-        device["skills_manifest"] = {"skills": skills, "blacklist": blacklist,
-                                     "updated_at": time.time()}
-        return device
-
-    return store.devices.update(uuid, apply)
+    return _set_fields(store, uuid, {"skills_manifest": {
+        "skills": skills, "blacklist": blacklist, "updated_at": time.time()}})
 
 
 # locations --------------------------------------------------------------------------

@@ -179,6 +179,15 @@ def pair_directly(store: Store, config: dict, uuid: Optional[str] = None) -> dic
     return issue_tokens(store, uuid)
 
 
+def unpair(store: Store, uuid: str) -> None:
+    """Forget a device for good: its record and tokens, and every pairing session that
+    could bring it back (an activated device may replay its activation for a while)."""
+    for code, session in store.pairings.all().items():
+        if uuid in (session.get("uuid"), session.get("state")):
+            store.pairings.delete(code)
+    devices.delete(store, uuid)
+
+
 def bearer(header: Optional[str]) -> str:
     """The token of an `Authorization: Bearer <token>` header ("" when absent)."""
     if not header or not header.startswith("Bearer "):

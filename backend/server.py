@@ -11,8 +11,13 @@ from ovos_utils.log import LOG
 from waitress.server import create_server
 from waitress.wasyncore import close_all
 
-# how long the event loop may sleep: bounds how fast stop() takes effect
-LOOP_TIMEOUT = 0.2
+# seconds the event loop sleeps in select(); waitress reads this setting as an int, and 0
+# makes it spin at full CPU while idle. stop() wakes the loop through its trigger pipe.
+LOOP_TIMEOUT = 1
+# waitress refuses bodies over its own limit with a plain-text 413 before the app sees them;
+# its limit is this many times the app's, so the app answers (in JSON) for bodies just over
+# `max_body_mb` and waitress only cuts off the ones far over it
+WAITRESS_BODY_FACTOR = 2
 
 
 class BackendServer:
@@ -32,7 +37,7 @@ class BackendServer:
     @property
     def port(self) -> int:
         """The bound port (useful when asked for port 0)."""
-        return self._server.effective_port if self._server else self.requested_port
+        return int(self._server.effective_port) if self._server else self.requested_port
 
     @property
     def url(self) -> str:
@@ -50,7 +55,8 @@ class BackendServer:
                 return self
             self._server = create_server(
                 self.app, host=self.host, port=self.requested_port, threads=self.threads,
-                asyncore_loop_timeout=LOOP_TIMEOUT, max_request_body_size=self.max_body_bytes,
+                asyncore_loop_timeout=LOOP_TIMEOUT,
+                max_request_body_size=WAITRESS_BODY_FACTOR * self.max_body_bytes,
                 channel_timeout=30, ident="ovos-personal-backend",
                 # clients are on the LAN; never trust X-Forwarded-* unless a proxy is configured
                 clear_untrusted_proxy_headers=True)
@@ -60,8 +66,12 @@ class BackendServer:
             LOG.info(f"personal backend serving on {self.url}")
             return self
 
-    def stop(self, timeout: float = 2.0) -> None:
-        """Stop serving and free the port; safe to call any number of times."""
+    def stop(self, timeout: float = 0.4) -> None:
+        """Stop serving and free the port; safe to call any number of times.
+
+        Waits at most `timeout` (twice) for requests in progress: their connections are
+        closed anyway, and their (daemon) worker threads finish on their own, so a slow
+        upstream call does not hold up the skill's shutdown."""
         with self._lock:
             server, thread = self._server, self._thread
             self._server, self._thread = None, None

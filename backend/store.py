@@ -55,7 +55,8 @@ def write_atomic(path: str, data: bytes) -> None:
     folder = os.path.dirname(path)
     tmp = f"{path}.tmp-{os.getpid()}-{threading.get_ident()}"
     try:
-        with open(tmp, "wb") as f:
+        # owner-only: the store holds token hashes, OAuth tokens and recordings metadata
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
@@ -74,6 +75,31 @@ def write_atomic(path: str, data: bytes) -> None:
             except OSError:
                 pass
         raise StorageError(f"cannot write {basename(path)}: {e.strerror or e}") from e
+
+
+TEMP_FILE = re.compile(r"\.tmp-(\d+)-\d+$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only checks the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        pass
+    return True
+
+
+def remove_stale_temp_files(folder: str) -> None:
+    """A process killed mid-write leaves its temp file (the data file itself is whole):
+    remove those of processes that are gone, so crashes do not pile them up."""
+    for name in os.listdir(folder):
+        match = TEMP_FILE.search(name)
+        if match and not _pid_alive(int(match.group(1))):
+            try:
+                os.unlink(join(folder, name))
+            except OSError:
+                pass
 
 
 class Document(JsonStorage):
@@ -254,6 +280,7 @@ class FileCollection(Collection):
         super().__init__(index)
         self.path = path
         self._signature = None
+        remove_stale_temp_files(os.path.dirname(path))
         self._reload(initial=True)
 
     def _reload(self, initial: bool = False) -> None:
@@ -287,6 +314,7 @@ class DirCollection(Collection):
         super().__init__(index)
         self.folder = folder
         os.makedirs(folder, exist_ok=True)
+        remove_stale_temp_files(folder)
         self._signatures: Dict[str, tuple] = {}
         self._dir_signature = None
         self._scan(initial=True)
@@ -428,6 +456,13 @@ class Store:
                                       index=lambda r: [r.get("token_hash", "")])
         self.shared_skills = FileCollection(join(data_path, "skill_settings.json"))
         self.metrics = AppendLog(join(data_path, "metrics.jsonl"))
+        self.oauth_apps = FileCollection(join(data_path, "oauth_apps.json"))  # admin-registered apps
+        self.oauth_tokens = FileCollection(join(data_path, "oauth_tokens.json"))  # by token id
+        self.oauth_states = FileCollection(join(data_path, "oauth_states.json"))  # pending authorizations
+        self.ww_definitions = FileCollection(join(data_path, "ww_definitions.json"))
+        self.voice_definitions = FileCollection(join(data_path, "voice_definitions.json"))
+        self.utterances = DirCollection(join(data_path, "utterances"))  # datasets.py
+        self.wakewords = DirCollection(join(data_path, "wakewords"))  # datasets.py
 
     def folder(self, *parts: str) -> str:
         """A sub-folder of the data path for files the services write (recordings)."""

@@ -1,7 +1,10 @@
 """Pairing and token routes: /device/code, /device/activate, /auth/token."""
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
+from ovos_utils.log import LOG
+from werkzeug.exceptions import HTTPException
 
 from .. import pairing
+from ..errors import BadRequest
 from . import get_config, get_store, json_body, not_paired
 
 bp = Blueprint("auth", __name__)
@@ -11,16 +14,30 @@ bp = Blueprint("auth", __name__)
 def device_code():
     login = pairing.request_code(get_store(), get_config(), request.args.get("state", ""),
                                  request.args.get("packaging", ""))
+    if get_config()["server"]["pairing"] == "confirm":
+        _announce_pairing(login["code"])
     return jsonify(login)
+
+
+def _announce_pairing(code: str) -> None:
+    """Tell the owner a device waits for approval; a failing listener never fails pairing."""
+    listener = current_app.extensions["personal_backend"].get("on_pairing_requested")
+    if listener is not None:
+        try:
+            listener({"code": code})
+        except Exception as e:
+            LOG.error(f"on_pairing_requested failed: {e!r}")
 
 
 @bp.post("/device/activate")
 def device_activate():
     try:
         body = json_body()
-    except Exception as e:
-        # a JSON error would be saved by the device as its identity: answer in plain text
-        raise pairing.ActivationRefused(str(e), status=400)
+    # a JSON error would be saved by the device as its identity: answer in plain text
+    except BadRequest as e:
+        raise pairing.ActivationRefused(e.message, status=400)
+    except HTTPException as e:  # e.g. 413, a body over server.max_body_mb
+        raise pairing.ActivationRefused(e.description or e.name, status=e.code)
     if not isinstance(body, dict):
         raise pairing.ActivationRefused("expected a JSON object", status=400)
     login = pairing.activate(get_store(), get_config(), body.get("state"), body.get("token"),
