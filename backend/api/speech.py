@@ -1,0 +1,137 @@
+"""Speech and place services for devices (api-contract §6.1, §6.2, §6.6): speech-to-text,
+place lookup, and the wake-word uploads that feed the owner's datasets.
+
+Two blueprints: `bp` goes under the version prefix (`/v1/stt`, ...); `root` holds the
+two routes the old backend served without it, `/precise/upload` (where the client
+sends v1 wake words) and the public `/stt` (only when `server.public_stt` is on).
+"""
+import io
+import re
+from typing import Optional, Tuple, Union
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from werkzeug.formparser import FormDataParser
+
+from .. import datasets, devices
+from ..errors import BadRequest, NotFound
+from ..services import geocoding
+from ..services.stt import SpeechToText
+from . import device_required, get_config, get_service, get_store
+
+bp = Blueprint("speech", __name__)
+root = Blueprint("speech_root", __name__)
+
+LANG = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8}){0,3}$")
+QUERY_LIMIT = 200
+# the first line of a multipart body: "--" and the boundary (RFC 2046 characters)
+BOUNDARY = re.compile(rb"^--([0-9A-Za-z'()+_,./:=?-][0-9A-Za-z'()+_,./:=? -]{0,69})\r?\n")
+
+
+def build_services(config: dict) -> dict:
+    """The STT service, for `app.extensions[...]["services"]`. Cheap: the plugin itself
+    loads on the first transcription, then stays loaded for the life of the app."""
+    return {"stt": SpeechToText(config["stt"])}
+
+
+def _lang(default: str) -> str:
+    lang = (request.args.get("lang") or default).strip().lower()
+    if not LANG.match(lang):
+        raise BadRequest("lang must be a language tag such as en-us")
+    return lang
+
+
+def _transcribe(default_lang: str) -> Tuple[bytes, str, list]:
+    """(audio, lang, transcripts) of the request: raw FLAC/WAV body, `lang`, `limit`."""
+    audio = request.get_data(cache=False)
+    lang = _lang(default_lang)
+    texts = get_service("stt").transcribe(audio, lang, request.args.get("limit", 1))
+    return audio, lang, texts
+
+
+@bp.post("/stt")
+@device_required
+def stt():
+    store, config = get_store(), get_config()
+    device = devices.get(store, g.uuid)
+    audio, lang, texts = _transcribe(device.get("lang") or config["lang"])
+    datasets.record_utterance(store, config, device, audio, texts[0], lang)
+    return jsonify(texts)
+
+
+@root.post("/stt")
+def public_stt():
+    """The old backend's open STT relay, for `ovos-stt-plugin-server` clients, which read
+    the transcript as the plain-text body. Nothing is recorded: there is no device."""
+    if not get_config()["server"]["public_stt"]:
+        raise NotFound("the public /stt route is disabled (server.public_stt)")
+    _, _, texts = _transcribe(get_config()["lang"])
+    return Response(texts[0], mimetype="text/plain")
+
+
+@bp.get("/geolocation")
+@device_required
+def geolocation():
+    """`{"data": location}`; the client reads `["data"]` (api-contract §6.2). No match is a
+    404 JSON error: the client fails on it as it would on `{"data": null}` (KeyError vs
+    TypeError), and the error says why."""
+    query = " ".join(request.args.get("location", "").split())
+    if not query:
+        raise BadRequest("the location parameter is required, e.g. ?location=Lisbon")
+    if len(query) > QUERY_LIMIT:
+        raise BadRequest(f"location must be at most {QUERY_LIMIT} characters")
+    return jsonify({"data": geocoding.locate(get_config(), query)})
+
+
+# wake-word uploads ---------------------------------------------------------------------
+
+def _multipart() -> Tuple[dict, dict]:
+    """(form, files) of a multipart upload, even when mislabelled.
+
+    ovos-backend-client sends its multipart bodies as `Content-Type: application/json`
+    (its default header wins over the boundary requests would set, §6.6), so a body that
+    starts with `--<boundary>` is parsed as multipart with that boundary whatever the
+    declared type.
+    """
+    if request.mimetype == "multipart/form-data":
+        return request.form, request.files
+    raw = request.get_data(cache=True)
+    found = BOUNDARY.match(raw)
+    if not found:
+        return {}, {}
+    parser = FormDataParser(max_content_length=current_app.config["MAX_CONTENT_LENGTH"])
+    _, form, files = parser.parse(io.BytesIO(raw), "multipart/form-data", len(raw),
+                                  {"boundary": found.group(1).decode("ascii")})
+    return form, files
+
+
+def _upload() -> Tuple[Optional[bytes], Union[bytes, str, None]]:
+    """(audio, metadata JSON text) from the parts named `audio` and `metadata`: parts
+    are found by field name, not file name (old bug 22)."""
+    form, files = _multipart()
+    audio = files["audio"].read() if "audio" in files else None
+    if "metadata" in files:
+        metadata = files["metadata"].read()
+    else:
+        metadata = form.get("metadata")
+    return audio, metadata
+
+
+def _wake_word_upload():
+    store = get_store()
+    audio, metadata = _upload()
+    return jsonify(datasets.upload_wake_word(store, get_config(), devices.get(store, g.uuid),
+                                             audio, metadata))
+
+
+@root.post("/precise/upload")
+@device_required
+def precise_upload():
+    """v1 (`device_upload_wake_word_v1`): the device is the one owning the token."""
+    return _wake_word_upload()
+
+
+@bp.post("/device/<uuid>/wake-word-file")
+@device_required
+def wake_word_file(uuid):
+    """v2 (`device_upload_wake_word`, `dataset_upload_wake_word`)."""
+    return _wake_word_upload()

@@ -1,0 +1,259 @@
+"""Recordings devices contribute to their owner's datasets: utterances (the audio sent
+for speech-to-text, with its transcript) and wake-word samples.
+
+Only devices that opted in (`opt_in`) are recorded, and only while the backend's
+`listener.record_utterances` / `listener.record_wakewords` switch is on: the owner
+decides for the backend, each device for itself.
+
+Each recording is two files: the audio, kept exactly as the device sent it (FLAC,
+WAV or Ogg, so a dataset loses nothing to re-encoding), under `recordings/<kind>/`, and a
+small JSON record in a per-kind `DirCollection` (one file per recording, so saving
+costs the same however many exist). Ids are random hex: unique after deletions and
+safe in URLs and file names, never derived from the transcript (old bug 23).
+"""
+import base64
+import binascii
+import json
+import os
+import time
+import uuid as uuidlib
+from os.path import join
+from typing import Dict, List, Optional, Tuple
+
+from ovos_utils.log import LOG
+
+from .errors import BadRequest, NotFound, StorageError
+from .store import Collection, Store, write_atomic
+
+UTTERANCES = "utterances"
+WAKEWORDS = "wakewords"
+# the backend switch for each kind
+SWITCHES = {UTTERANCES: "record_utterances", WAKEWORDS: "record_wakewords"}
+# what the owner may tag a wake-word sample with; free text, as the old manager UI sends
+UNTAGGED = "untagged"
+TEXT_LIMIT = 200
+TAG_LIMIT = 64
+META_LIMIT = 16 * 1024
+# magic bytes -> (file extension, MIME type); anything else is refused
+FORMATS = ((b"fLaC", "flac", "audio/flac"), (b"OggS", "ogg", "audio/ogg"))
+WAV = ("wav", "audio/wav")
+
+
+def collection(store: Store, kind: str) -> Collection:
+    return {UTTERANCES: store.utterances, WAKEWORDS: store.wakewords}[kind]
+
+
+def audio_format(audio: bytes) -> Tuple[str, str]:
+    """(extension, MIME type) of FLAC, WAV or Ogg bytes; BadRequest for anything else."""
+    if audio[:4] == b"RIFF" and audio[8:12] == b"WAVE":
+        return WAV
+    for magic, extension, mime in FORMATS:
+        if audio.startswith(magic):
+            return extension, mime
+    raise BadRequest("the audio must be WAV, FLAC or Ogg")
+
+
+def enabled(config: dict, device: dict, kind: str) -> bool:
+    """True when both the backend switch and the device's opt-in allow recording."""
+    return bool(config["listener"].get(SWITCHES[kind])) and device.get("opt_in") is True
+
+
+# validation ---------------------------------------------------------------------------
+
+def _text(value, name: str, limit: int = TEXT_LIMIT) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise BadRequest(f"{name} must be a string of at most {limit} characters")
+    return " ".join(value.split())
+
+
+def _meta(value) -> dict:
+    """Metadata is a JSON object (or its JSON text, as old clients send it)."""
+    if value is None:
+        return {}
+    if isinstance(value, (str, bytes)):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise BadRequest("metadata is not valid JSON")
+    if not isinstance(value, dict):
+        raise BadRequest("metadata must be a JSON object")
+    if len(json.dumps(value)) > META_LIMIT:
+        raise BadRequest(f"metadata is larger than {META_LIMIT // 1024} KiB")
+    return value
+
+
+def decode_b64(value) -> bytes:
+    """`audio_b64` of the admin API: base64, line breaks allowed (the client's encodebytes)."""
+    if not isinstance(value, str) or not value.strip():
+        raise BadRequest("audio_b64 is required: the audio as a base64 string")
+    try:
+        return base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise BadRequest("audio_b64 is not valid base64")
+
+
+def wake_word_name(meta: dict) -> str:
+    """The spoken wake word from upload metadata: v1 sends `name` ("hey_mycroft"),
+    v2 `wake_word` (old bug 22 stored an empty transcription for v2)."""
+    name = meta.get("wake_word") or meta.get("name") or ""
+    return _text(str(name).replace("_", " ").replace("-", " "), "wake word name")
+
+
+# storage ------------------------------------------------------------------------------
+
+def _audio_path(store: Store, kind: str, record: dict) -> str:
+    return join(store.folder("recordings", kind), record["audio_file"])
+
+
+def save(store: Store, kind: str, uuid: str, audio: bytes, transcription: str,
+         meta: Optional[dict] = None, **extra) -> dict:
+    """Store one recording (audio first, then its record: a crash in between leaves an
+    orphan audio file, never a record without audio) and return the record."""
+    if not audio:
+        raise BadRequest("the audio is empty")
+    extension, _ = audio_format(audio)
+    rec_id = uuidlib.uuid4().hex
+    record = {"recording_id": rec_id, "uuid": uuid, "timestamp": time.time(),
+              "transcription": _text(transcription or "", "transcription"),
+              "meta": _meta(meta), "audio_file": f"{rec_id}.{extension}",
+              "audio_bytes": len(audio), **extra}
+    if kind == WAKEWORDS:
+        record.setdefault("audio_tag", UNTAGGED)
+        record.setdefault("speaker_tag", UNTAGGED)
+    write_atomic(_audio_path(store, kind, record), audio)
+    return collection(store, kind).put(rec_id, record)
+
+
+def record_utterance(store: Store, config: dict, device: dict, audio: bytes,
+                     transcription: str, lang: str) -> Optional[dict]:
+    """Keep STT audio with its transcript when allowed; None when not recorded.
+    Best effort: a full disk must not cost the device its transcript."""
+    if not enabled(config, device, UTTERANCES):
+        return None
+    try:
+        return save(store, UTTERANCES, device["uuid"], audio, transcription, lang=lang)
+    except StorageError as e:  # the device still gets its transcript
+        LOG.error(f"utterance of {device['uuid']} not recorded: {e.message}")
+        return None
+
+
+def upload_wake_word(store: Store, config: dict, device: dict, audio: Optional[bytes],
+                     metadata) -> dict:
+    """A wake-word upload (v1 /precise/upload or v2 /wake-word-file).
+
+    Refused (400) only when the upload itself is broken; when recording is off or the
+    device did not opt in it is accepted and dropped, answered with `saved: false`,
+    because devices treat any error as a failure they cannot handle.
+    """
+    if not audio:
+        raise BadRequest("no audio part in the upload (multipart field 'audio')")
+    audio_format(audio)
+    meta = _meta(metadata)
+    saved = None
+    if enabled(config, device, WAKEWORDS):
+        saved = save(store, WAKEWORDS, device["uuid"], audio, wake_word_name(meta), meta)
+    return {"success": True, "saved": saved is not None, "sent_to_mycroft": False,
+            "uuid": device["uuid"], "recording_id": saved["recording_id"] if saved else None}
+
+
+def get(store: Store, kind: str, rec_id: str) -> dict:
+    record = collection(store, kind).get(rec_id)
+    if record is None:
+        raise NotFound(f"unknown recording: {rec_id[:64]}")
+    return record
+
+
+def list_all(store: Store, kind: str, uuid: Optional[str] = None) -> List[dict]:
+    """Recordings, oldest first, optionally of one device."""
+    records = collection(store, kind).all().values()
+    return sorted((r for r in records if not uuid or r.get("uuid") == uuid),
+                  key=lambda r: r.get("timestamp", 0))
+
+
+def read_audio(store: Store, kind: str, rec_id: str) -> Tuple[bytes, str]:
+    """(audio bytes, MIME type) of a recording."""
+    record = get(store, kind, rec_id)
+    try:
+        with open(_audio_path(store, kind, record), "rb") as f:
+            audio = f.read()
+    except FileNotFoundError:
+        raise NotFound(f"the audio of recording {rec_id} is missing from the data folder")
+    return audio, audio_format(audio)[1]
+
+
+# the fields the admin may set, with the aliases the clients send (first name stored)
+TAG_FIELDS = (("audio_tag", "tag"), ("speaker_tag", "speaker_type"))
+
+
+def _admin_fields(kind: str, body) -> dict:
+    """Transcription, metadata and (wake words) tags from an admin body; absent or
+    None values are left out, meaning "keep"."""
+    if not isinstance(body, dict):
+        raise BadRequest("expected a JSON object")
+    clean: Dict[str, object] = {}
+    if body.get("transcription") is not None:
+        clean["transcription"] = _text(body["transcription"], "transcription")
+    meta = body.get("metadata", body.get("meta"))
+    if meta is not None:
+        clean["meta"] = _meta(meta)
+    if kind == WAKEWORDS:
+        for names in TAG_FIELDS:
+            value = next((body[n] for n in names if body.get(n) is not None), None)
+            if value is not None:
+                clean[names[0]] = _text(value, names[0], TAG_LIMIT) or UNTAGGED
+    return clean
+
+
+def create(store: Store, kind: str, body, uuid: str = "") -> dict:
+    """Admin upload: `{transcription, metadata, audio_b64}` (+ tags for wake words)."""
+    fields = _admin_fields(kind, body)
+    audio = decode_b64(body.get("audio_b64"))
+    return save(store, kind, uuid, audio, fields.pop("transcription", ""),
+                fields.pop("meta", None), **fields)
+
+
+def update(store: Store, kind: str, rec_id: str, body) -> dict:
+    """Change transcription, metadata and (wake words) tags of a recording."""
+    clean = _admin_fields(kind, body)
+
+    def apply(record: Optional[dict]) -> dict:
+        if record is None:
+            raise NotFound(f"unknown recording: {rec_id[:64]}")
+        record.update(clean)
+        return record
+
+    return collection(store, kind).update(rec_id, apply)
+
+
+def delete(store: Store, kind: str, rec_id: str) -> None:
+    """Forget a recording: its record first (so it is never listed without audio)."""
+    record = get(store, kind, rec_id)
+    collection(store, kind).delete(rec_id)
+    try:
+        os.unlink(_audio_path(store, kind, record))
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        raise StorageError(f"cannot delete the audio of {rec_id}: {e.strerror or e}") from e
+
+
+def admin_view(store: Store, kind: str, record: dict, with_audio: bool = False) -> dict:
+    """The row the admin client and the old manager UI read.
+
+    Aliases: `metadata_json` (the client's name, as JSON text), `meta`, and for wake
+    words `tag`/`speaker_type` (the manager's names for `audio_tag`/`speaker_tag`);
+    `path` is the audio file on the server, which a manager on the same machine opens.
+    The audio itself (`audio_b64`) is only in single-recording answers: lists stay
+    small whatever the dataset size.
+    """
+    meta = dict(record.get("meta") or {})
+    view = {**record, "meta": meta, "metadata_json": json.dumps(meta),
+            "path": _audio_path(store, kind, record)}
+    if kind == WAKEWORDS:
+        meta.setdefault("name", record.get("transcription", ""))  # the manager shows meta.name
+        view["tag"] = record.get("audio_tag", UNTAGGED)
+        view["speaker_type"] = record.get("speaker_tag", UNTAGGED)
+    if with_audio:
+        audio, _ = read_audio(store, kind, record["recording_id"])
+        view["audio_b64"] = base64.b64encode(audio).decode("ascii")
+    return view
