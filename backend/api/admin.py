@@ -1,14 +1,15 @@
-"""Admin API (api-contract §7): pairings, devices, skill settings, backend config.
+"""Admin API (api-contract §7): pairings, devices, skill settings, wake-word and voice
+definitions, backend config.
 
 Every route needs `Authorization: Bearer <server.admin_key>`. Errors are JSON with a
 real status (404 for an unknown id, never the old backend's 200 `{"error": ...}`).
 """
 import json
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 
-from .. import config as config_module
-from .. import devices, pairing, skill_settings
+from .. import definitions, devices, pairing, reconfigure, skill_settings
+from ..definitions import VOICE, WAKE_WORD
 from ..errors import BadRequest
 from . import admin_required, get_config, get_store, json_body
 
@@ -106,9 +107,9 @@ def create_device():
     if not isinstance(token, str) or (token and len(token) < MIN_TOKEN_LENGTH):
         raise BadRequest(f"token must be at least {MIN_TOKEN_LENGTH} characters")
     _pick(body, DEVICE_FIELDS + ("uuid", "token"))  # refuses unknown fields
-    changes = devices.validate_changes({k: v for k, v in body.items()
-                                        if k in DEVICE_FIELDS and v is not None})
     store, uuid = get_store(), body["uuid"]
+    changes = devices.validate_changes(definitions.device_changes(
+        store, {k: v for k, v in body.items() if k in DEVICE_FIELDS and v is not None}))
 
     def apply(device):
         device = device or devices.new_device(get_config(), uuid)
@@ -125,12 +126,14 @@ def update_device(uuid):
     changes = _pick(json_body(), DEVICE_FIELDS + ("uuid", "token"))
     changes.pop("uuid", None)
     changes.pop("token", None)  # tokens change through pairing, never by echoing a row back
-    return jsonify(devices.admin_view(devices.update(get_store(), uuid, changes)))
+    store = get_store()
+    changes = definitions.device_changes(store, changes)
+    return jsonify(devices.admin_view(devices.update(store, uuid, changes)))
 
 
 @bp.delete("/devices/<uuid>")
 def delete_device(uuid):
-    devices.delete(get_store(), uuid)
+    pairing.unpair(get_store(), uuid)
     return jsonify({"success": True, "uuid": uuid})
 
 
@@ -214,4 +217,47 @@ def delete_device_settings(uuid, skill_id):
 
 @bp.get("/config")
 def get_backend_config():
-    return jsonify(config_module.masked(get_config()))
+    return jsonify(reconfigure.shown(get_config()))
+
+
+@bp.post("/config")
+def update_backend_config():
+    """`{"config": {...partial}}`: validated, saved to the config file, applied at once
+    where the running server allows it; the answer names the keys that wait for a restart."""
+    body = json_body()
+    delta = body.get("config") if isinstance(body, dict) else None
+    path = current_app.extensions["personal_backend"]["config_path"]
+    return jsonify(reconfigure.update(get_config(), path, delta))
+
+
+# wake-word and voice definitions (§7.2) ------------------------------------------------
+
+def _definition_routes(kind: definitions.Kind, path: str) -> None:
+    """list, get, create, upsert and delete for one catalogue under /admin/<path>."""
+    name = kind.collection
+
+    def list_definitions():
+        return jsonify(definitions.list_all(get_store(), kind))
+
+    def get_definition(key):
+        return jsonify(definitions.get(get_store(), kind, key))
+
+    def create_definition():
+        return jsonify(definitions.create(get_store(), get_config(), kind, json_body()))
+
+    def put_definition(key):
+        return jsonify(definitions.put(get_store(), get_config(), kind, key, json_body()))
+
+    def delete_definition(key):
+        definitions.delete(get_store(), kind, key)
+        return jsonify({"success": True, kind.id_key: key})
+
+    bp.add_url_rule(f"/{path}/list", f"list_{name}", list_definitions, methods=["GET"])
+    bp.add_url_rule(f"/{path}/<path:key>", f"get_{name}", get_definition, methods=["GET"])
+    bp.add_url_rule(f"/{path}", f"create_{name}", create_definition, methods=["POST"])
+    bp.add_url_rule(f"/{path}/<path:key>", f"put_{name}", put_definition, methods=["PUT"])
+    bp.add_url_rule(f"/{path}/<path:key>", f"delete_{name}", delete_definition, methods=["DELETE"])
+
+
+_definition_routes(WAKE_WORD, "ww_defs")
+_definition_routes(VOICE, "voice_defs")

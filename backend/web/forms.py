@@ -1,0 +1,223 @@
+"""HTML forms <-> domain values: what the pages show, and what a submitted form changes.
+
+Checking stays in the domain modules (devices, reconfigure, skill_settings); this
+module only turns form strings into typed values and names the field when it cannot.
+"""
+from typing import Dict, List, NamedTuple, Tuple
+
+from werkzeug.datastructures import MultiDict
+
+from .. import config as config_module
+from ..devices import CHOICES as DEVICE_CHOICES
+from ..errors import BadRequest
+from ..reconfigure import RESTART_KEYS
+from ..skill_settings import to_native, to_wire
+
+
+# device preferences --------------------------------------------------------------------
+
+DEVICE_TEXT = ("name", "device_location", "email", "lang", "ww_id", "voice_id")
+DEVICE_CHECKBOXES = ("opt_in", "isolated_skills")
+
+
+def device_changes(form: MultiDict) -> dict:
+    """The device fields of the edit form; an unticked checkbox is sent as nothing."""
+    changes = {key: form.get(key, "").strip() for key in DEVICE_TEXT if key in form}
+    changes.update({key: key in form for key in DEVICE_CHECKBOXES})
+    changes.update({key: form[key] for key in DEVICE_CHOICES if key in form})
+    return changes
+
+
+# backend configuration -----------------------------------------------------------------
+
+class Field(NamedTuple):
+    key: str              # dotted config key
+    label: str
+    kind: str = "text"    # text, url, int, checkbox, select, secret
+    hint: str = ""
+    choices: Tuple[Tuple[str, str], ...] = ()  # (value, label) for selects
+
+    @property
+    def input_id(self) -> str:
+        return "cfg-" + self.key.replace(".", "-").replace("_", "-")
+
+    @property
+    def needs_restart(self) -> bool:
+        return any(self.key == k or self.key.startswith(k + ".") for k in RESTART_KEYS)
+
+
+def _choices(key: str, labels: Dict[str, str]) -> Tuple[Tuple[str, str], ...]:
+    return tuple((value, labels.get(value, value)) for value in config_module.CHOICES[key])
+
+
+CONFIG_SECTIONS: Tuple[Tuple[str, Tuple[Field, ...]], ...] = (
+    ("Defaults for new devices", (
+        Field("lang", "Language", hint="A language tag such as en-us or pt-pt."),
+        Field("system_unit", "Units", "select", choices=_choices("system_unit", {})),
+        Field("date_format", "Date format", "select",
+              choices=_choices("date_format", {"DMY": "day/month/year", "MDY": "month/day/year"})),
+        Field("time_format", "Time format", "select",
+              choices=_choices("time_format", {"full": "24 hour", "half": "12 hour"})),
+    )),
+    ("Server", (
+        Field("server.url", "URL devices use", "url",
+              hint="Leave empty to derive it from the address and port."),
+        Field("server.pairing", "Pairing", "select",
+              choices=(("auto", "automatic (any device that asks)"),
+                       ("confirm", "confirm each device here"))),
+        Field("server.code_ttl_hours", "Pairing code lifetime (hours)", "int"),
+        Field("server.host", "Listen address", hint="127.0.0.1: this machine only; 0.0.0.0: the whole LAN."),
+        Field("server.port", "Port", "int"),
+        Field("server.version", "API prefix"),
+        Field("server.max_body_mb", "Largest upload (MB)", "int"),
+        Field("server.admin_key", "New admin key", "secret",
+              hint="At least 16 characters. Leave empty to keep the current key; "
+                   "changing it logs everyone out."),
+    )),
+    ("Recordings", (
+        Field("listener.record_utterances", "Keep what opted-in devices say (STT audio)", "checkbox"),
+        Field("listener.record_wakewords", "Keep wake-word samples of opted-in devices", "checkbox"),
+    )),
+    ("Speech to text", (
+        Field("stt.module", "STT plugin"),
+    )),
+    ("Online services", (
+        Field("microservices.owm_key", "OpenWeatherMap key", "secret", hint="Leave empty to keep."),
+        Field("microservices.wolfram_key", "Wolfram Alpha app id", "secret", hint="Leave empty to keep."),
+        Field("geolocation.online_fallback", "Look up unknown places online", "checkbox"),
+        Field("geolocation.nominatim_url", "Nominatim search URL", "url"),
+    )),
+    ("E-mail", (
+        Field("microservices.email.recipient", "Default recipient"),
+        Field("microservices.email.smtp.host", "SMTP server"),
+        Field("microservices.email.smtp.port", "SMTP port", "int"),
+        Field("microservices.email.smtp.security", "SMTP security", "select",
+              choices=_choices("microservices.email.smtp.security",
+                               {"ssl": "SSL/TLS", "starttls": "STARTTLS", "plain": "none"})),
+        Field("microservices.email.smtp.username", "SMTP user name"),
+        Field("microservices.email.smtp.password", "SMTP password", "secret", hint="Leave empty to keep."),
+    )),
+)
+
+
+def config_value(config: dict, field: Field):
+    """What the form shows: secrets never (only whether one is set)."""
+    value = config
+    for part in field.key.split("."):
+        value = value.get(part, "") if isinstance(value, dict) else ""
+    if field.kind == "secret":
+        return bool(value)
+    return value
+
+
+def config_delta(form: MultiDict) -> dict:
+    """A partial config from the configuration form; an empty secret means "keep"."""
+    delta: dict = {}
+    for _, fields in CONFIG_SECTIONS:
+        for field in fields:
+            if field.kind == "checkbox":
+                value = field.key in form
+            elif field.key not in form:
+                continue
+            else:
+                value = form[field.key].strip()
+                if field.kind == "secret" and not value:
+                    continue
+                if field.kind == "int":
+                    try:
+                        value = int(value)
+                    except ValueError:
+                        raise BadRequest(f"{field.label}: a whole number is needed")
+            parent = delta
+            *path, leaf = field.key.split(".")
+            for part in path:
+                parent = parent.setdefault(part, {})
+            parent[leaf] = value
+    return delta
+
+
+# skill settings ------------------------------------------------------------------------------
+
+INPUT_TYPES = {"text": "text", "email": "email", "password": "password", "number": "number",
+               "checkbox": "checkbox", "select": "select", "label": "label", "textarea": "textarea"}
+
+
+def parse_options(options) -> List[Tuple[str, str]]:
+    """settingsmeta `"Label A|a;Label B|b"` -> [("Label A", "a"), ...]."""
+    if not isinstance(options, str):
+        return []
+    pairs = []
+    for item in options.split(";"):
+        if item.strip():
+            label, _, value = item.partition("|")
+            pairs.append((label.strip(), (value if _ else label).strip()))
+    return pairs
+
+
+def _fields(meta: dict):
+    for section in (meta or {}).get("sections", []):
+        for field in section.get("fields", []):
+            if not field.get("hide"):
+                yield section, field
+
+
+def settings_form(meta: dict, settings: dict) -> List[dict]:
+    """Sections of view models for the template, one per settingsmeta section."""
+    sections, number = [], 0
+    for section in (meta or {}).get("sections", []):
+        shown = []
+        for field in section.get("fields", []):
+            if field.get("hide"):
+                continue
+            number += 1
+            kind = INPUT_TYPES.get(field.get("type", "text"), "text")
+            name = field.get("name") if isinstance(field.get("name"), str) else ""
+            if not name and kind != "label":
+                continue
+            value = settings[name] if name in settings else _default(field, kind)
+            shown.append({
+                "name": name, "kind": kind, "input_id": f"setting-{number}",
+                "label": str(field.get("label") or name), "hint": str(field.get("hint") or ""),
+                "placeholder": str(field.get("placeholder") or ""),
+                "value": "" if kind == "password" else to_wire(value),
+                "has_value": bool(value) if kind == "password" else None,
+                "checked": value is True, "options": parse_options(field.get("options"))})
+        sections.append({"name": str(section.get("name") or ""), "fields": shown})
+    return sections
+
+
+def _default(field: dict, kind: str):
+    """The settingsmeta default of a field that has no stored value."""
+    try:
+        return to_native(field["value"], kind)
+    except (KeyError, BadRequest):
+        return field.get("value")
+
+
+def settings_from_form(meta: dict, form: MultiDict, current: dict) -> dict:
+    """The new settings: the current ones, changed by every field the form shows."""
+    settings = dict(current)
+    for _, field in _fields(meta):
+        name, kind = field.get("name"), INPUT_TYPES.get(field.get("type", "text"), "text")
+        if not isinstance(name, str) or not name or kind == "label":
+            continue
+        label = field.get("label") or name
+        if kind == "checkbox":
+            settings[name] = name in form
+            continue
+        value = form.get(name)
+        if value is None or (kind == "password" and not value):
+            continue  # not sent, or a blank password: keep
+        if kind == "number":
+            try:
+                settings[name] = to_native(value.strip(), "number")
+            except BadRequest:
+                raise BadRequest(f"{label}: a number is needed")
+        elif kind == "select":
+            allowed = [v for _, v in parse_options(field.get("options"))]
+            if allowed and value not in allowed:
+                raise BadRequest(f"{label}: choose one of the options")
+            settings[name] = value
+        else:
+            settings[name] = value
+    return settings
