@@ -1,5 +1,5 @@
 """The personal backend: `create_app(config, store)` builds the Flask application."""
-from typing import Optional
+from typing import Callable, Optional
 
 from flask import Flask, Response, jsonify
 from ovos_utils.log import LOG
@@ -10,19 +10,32 @@ from .errors import BackendError
 from .store import Store
 
 
-def create_app(config: Optional[dict] = None, store: Optional[Store] = None) -> Flask:
-    """An app serving `config` (defaults when None) from `store` (built from config when None)."""
-    config = config if config is not None else config_module.load()
+def create_app(config: Optional[dict] = None, store: Optional[Store] = None,
+               on_pairing_requested: Optional[Callable[[dict], None]] = None,
+               config_path: Optional[str] = None) -> Flask:
+    """An app serving `config` (defaults when None) from `store` (built from config when None).
+
+    `on_pairing_requested({"code": ...})` is called when a device asks to pair and waits
+    for the owner's approval (confirm mode): the skill announces it by voice."""
+    config = config if config is not None else config_module.load(config_path)
     store = store if store is not None else Store(config["data_path"])
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config["server"]["max_body_mb"] * 1024 * 1024
     app.json.sort_keys = False
-    app.extensions["personal_backend"] = {"config": config, "store": store, "services": {}}
+    app.extensions["personal_backend"] = {"config": config, "store": store, "services": {},
+                                         "on_pairing_requested": on_pairing_requested,
+                                         # where admin config changes are saved
+                                         "config_path": config_path or config_module.default_config_path()}
 
-    from .api import admin, auth, device
+    from .api import admin, admin_oauth, admin_records, auth, device, speech, upstream
     prefix = f"/{config['server']['version']}"
-    for blueprint in (auth.bp, device.bp, admin.bp):
+    app.extensions["personal_backend"]["services"].update(upstream.build_services(config, store))
+    app.extensions["personal_backend"]["services"].update(speech.build_services(config))
+    for blueprint in (auth.bp, device.bp, admin.bp, speech.bp, admin_records.bp, upstream.bp, admin_oauth.bp):
         app.register_blueprint(blueprint, url_prefix=prefix + (blueprint.url_prefix or ""))
+    from . import web
+    web.init_app(app)
+    app.register_blueprint(speech.root)  # /precise/upload and /stt: no version prefix
     app.add_url_rule("/", "index", lambda: jsonify({
         "name": "ovos-personal-backend", "api": prefix, "status": "ok"}))
     _register_error_handlers(app)

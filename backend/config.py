@@ -9,7 +9,7 @@ import ipaddress
 import json
 import os
 from os.path import expanduser, join
-from typing import Optional
+from typing import List, Optional
 
 from ovos_utils.log import LOG
 
@@ -52,9 +52,17 @@ DEFAULTS = {
     "microservices": {
         "wolfram_key": "",
         "owm_key": "",
+        "owm_url": "https://api.openweathermap.org/data/2.5",  # OpenWeatherMap API base URL
+        "wolfram_url": "https://api.wolframalpha.com",  # Wolfram|Alpha API base URL
+        "timeout": 10.0,  # seconds to wait for an upstream (devices give up after 15)
+        "cache": "sqlite",  # upstream answers kept in "sqlite" (data path, survives restarts) or "memory"
+        # how long an upstream answer is reused, per endpoint (0: not cached)
+        "cache_seconds": {"weather": 600, "onecall": 600, "forecast": 1800, "forecast_daily": 3600,
+                          "wolfram": 3600},
         "email": {"recipient": "",
                   "smtp": {"username": "", "password": "", "host": "", "port": 465,
-                           "security": "ssl"}},
+                           "security": "ssl",
+                           "ca_file": ""}},  # PEM CA bundle to trust (self-signed mail server)
     },
 }
 
@@ -68,6 +76,7 @@ CHOICES = {
     "date_format": ("DMY", "MDY"),
     "time_format": ("full", "half"),
     "microservices.email.smtp.security": ("ssl", "starttls", "plain"),
+    "microservices.cache": ("sqlite", "memory"),
 }
 
 
@@ -107,7 +116,9 @@ def load_file(path: str) -> dict:
     """Read a config file; a missing file is an empty config, a broken one an error."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            text = f.read()
+        # an empty file (just created with `touch`) means "all defaults", like a missing one
+        data = json.loads(text) if text.strip() else {}
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as e:
@@ -115,6 +126,18 @@ def load_file(path: str) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a JSON object")
     return data
+
+
+def save_file(path: str, data: dict) -> None:
+    """Replace a config file atomically, readable by its owner only: it holds secrets."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2, ensure_ascii=False)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def load(path: Optional[str] = None, overrides: Optional[dict] = None) -> dict:
@@ -142,14 +165,22 @@ def _get(config: dict, dotted: str):
     return value
 
 
-def _warn_unknown(config: dict) -> None:
+def unknown_keys(config: dict) -> List[str]:
+    """Dotted keys that are neither ours, nor the old backend's, nor in a free-form block."""
     known = {name for name, _ in _leaves(DEFAULTS)}
+    unknown = []
     for name, _ in _leaves(config):
         legacy = any(name == k or name.startswith(k + ".") for k in LEGACY_KEYS)
         # free-form blocks: plugin configs and the location object
         free = name.startswith(("stt.", "location."))
         if name not in known and not legacy and not free:
-            LOG.warning(f"unknown config key ignored: {name}")
+            unknown.append(name)
+    return unknown
+
+
+def _warn_unknown(config: dict) -> None:
+    for name in unknown_keys(config):
+        LOG.warning(f"unknown config key ignored: {name}")
 
 
 def _check_type(config: dict, name: str, default) -> None:
@@ -187,6 +218,8 @@ def validate(config: dict) -> dict:
         raise ConfigError("server.max_body_mb must be between 1 and 1024")
     if server["code_ttl_hours"] <= 0:
         raise ConfigError("server.code_ttl_hours must be positive")
+    if not 0 < config["microservices"]["timeout"] <= 60:
+        raise ConfigError("microservices.timeout must be between 0 and 60 seconds")
     if not server["pairing"]:
         server["pairing"] = "auto" if is_loopback(server["host"]) else "confirm"
     if not isinstance(config["location"], dict) or "coordinate" not in config["location"]:

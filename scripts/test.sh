@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages: espeak-ng + sox make real speech for the STT tests, chromium drives the web page tests
-DEBS="espeak-ng sox chromium chromium-driver"
+# Debian packages: espeak-ng + sox make real speech for the STT tests, openssl a certificate for
+# the SMTP TLS tests, chromium drives the web page tests
+DEBS="espeak-ng sox openssl chromium chromium-driver"
 missing=$(for p in $DEBS; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then
