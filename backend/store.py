@@ -406,14 +406,27 @@ class AppendLog:
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 try:
-                    os.write(fd, line)
-                    os.fsync(fd)
+                    self._write_whole(fd, line)
                 finally:
                     os.close(fd)
             except OSError as e:
                 raise StorageError(f"cannot append to {basename(self.path)}: "
                                    f"{e.strerror or e}") from e
         return record
+
+    @staticmethod
+    def _write_whole(fd: int, line: bytes) -> None:
+        """Write and sync the whole line, or nothing: a full disk can make `write` short,
+        and a partial line would be acknowledged, then merged with the next one."""
+        end = os.lseek(fd, 0, os.SEEK_END)
+        try:
+            rest = memoryview(line)
+            while rest:
+                rest = rest[os.write(fd, rest):]
+            os.fsync(fd)
+        except OSError:
+            os.ftruncate(fd, end)
+            raise
 
     def read(self) -> List[dict]:
         if not exists(self.path):

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid as uuidlib
 from collections import Counter
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Sequence
 
 import pytest
 import requests
@@ -178,8 +178,9 @@ class ServerProcess:
     Its output is drained by threads (a full pipe would block the server) into `output`.
     """
 
-    def __init__(self, *args: str, env: Optional[dict] = None):
+    def __init__(self, *args: str, env: Optional[dict] = None, launcher: Sequence[str] = ()):
         self.args = list(args)
+        self.launcher = list(launcher)  # a command the server is run through (e.g. unshare)
         self.env = {**os.environ, **(env or {})}
         self.proc: Optional[subprocess.Popen] = None
         self.banner = ""
@@ -190,7 +191,8 @@ class ServerProcess:
               timeout: float = 60) -> "ServerProcess":
         """Start; wait for a line containing `wait_for` (None: do not wait)."""
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "ovos_skill_personal_backend.backend.cli", *self.args],
+            [*self.launcher, sys.executable, "-m", "ovos_skill_personal_backend.backend.cli",
+             *self.args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env)
         for stream in (self.proc.stdout, self.proc.stderr):
             drain = threading.Thread(target=self._drain, args=(stream,), daemon=True)
