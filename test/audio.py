@@ -8,9 +8,11 @@ upload (FLAC or WAV), so the tests exercise the real decoder and STT plugin.
     flac = speak("hello world", tmp_path)                  # 16 kHz mono FLAC
     wav = speak("hello world", tmp_path, fmt="wav", rate=44100, channels=2)
 """
+import io
 import re
 import shutil
 import subprocess
+import wave
 from pathlib import Path
 from typing import List, Optional, Union
 
@@ -64,3 +66,14 @@ def _run(cmd: List[str]) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     if proc.returncode != 0:
         raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.strip()}")
+
+
+def buzz_wav(seconds: float) -> bytes:
+    """A 16 kHz mono WAV of a square wave: audio that plays, with a known length."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(16000)
+        w.writeframes(b"\x00\x10\x00\xf0" * int(8000 * seconds))
+    return buffer.getvalue()

@@ -8,12 +8,10 @@ test/artifacts/ (kept by CI as test artifacts).
 Needs: `apt-get install chromium chromium-driver`, `pip install selenium`.
 """
 import base64
-import io
 import os
 import shutil
 import tempfile
 import time
-import wave
 
 import pytest
 
@@ -22,6 +20,7 @@ from helpers import activate, device_backend, request_code, restore_identity  # 
 from ovos_skill_personal_backend.backend import create_app, datasets, pairing, skill_settings
 from ovos_skill_personal_backend.backend.server import BackendServer
 from ovos_skill_personal_backend.backend.store import Store
+from audio import buzz_wav
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 ARTIFACTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "artifacts")
@@ -125,14 +124,6 @@ def _severe_console_messages(driver) -> list:
             if entry["level"] == "SEVERE" and "favicon.ico" not in entry["message"]]
 
 
-def _wav(seconds: float = 0.6) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(b"\x00\x10\x00\xf0" * int(8000 * seconds))
-    return buffer.getvalue()
 
 
 # the owner's journey ----------------------------------------------------------------------------
@@ -171,7 +162,7 @@ def test_login_approve_edit_a_setting_and_open_a_recording(driver, server, tmp_p
     assert [f["value"] for f in entry["skillMetadata"]["sections"][0]["fields"]] == ["Lisbon", "true", "metric"]
 
     # a wake-word sample the device contributed: play it, tag it
-    record = datasets.save(server.store, datasets.WAKEWORDS, device.uuid, _wav(), "hey mycroft")
+    record = datasets.save(server.store, datasets.WAKEWORDS, device.uuid, buzz_wav(0.6), "hey mycroft")
     _open(driver, server, "/admin/recordings?kind=wakewords")
     audio = driver.find_element(By.CSS_SELECTOR, f"#rec-{record['recording_id']} audio")
     duration = _wait(driver, lambda d: d.execute_script(
@@ -219,8 +210,8 @@ def populated(server):
         store.metrics.append({"metric_id": f"m{n}", "metric_type": ("intent_service", "stt", "tts")[n % 3],
                               "uuid": uuid, "timestamp": now - n ** 1.6 * 900,  # busier lately
                               "meta": {"intent_type": "weather.forecast", "time": 0.12 + n / 100}})
-    datasets.save(store, datasets.UTTERANCES, uuid, _wav(), "what is the weather tomorrow")
-    datasets.save(store, datasets.WAKEWORDS, uuid, _wav(), "hey mycroft")
+    datasets.save(store, datasets.UTTERANCES, uuid, buzz_wav(0.6), "what is the weather tomorrow")
+    datasets.save(store, datasets.WAKEWORDS, uuid, buzz_wav(0.6), "hey mycroft")
     return uuid
 
 

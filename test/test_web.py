@@ -1,10 +1,8 @@
 """The admin web page through Flask's test client: login, sessions, CSRF, headers,
 and every page's forms against the real domain modules and store."""
-import io
 import json
 import re
 import time
-import wave
 
 import pytest
 
@@ -12,6 +10,7 @@ from conftest import ADMIN_KEY, make_config
 from ovos_skill_personal_backend.backend import create_app, datasets, devices, pairing, skill_settings
 from ovos_skill_personal_backend.backend.store import Store
 from ovos_skill_personal_backend.backend.web import charts, security
+from audio import buzz_wav
 
 PAGES = ["/admin/", "/admin/devices", "/admin/skills", "/admin/recordings",
          "/admin/recordings?kind=wakewords", "/admin/metrics", "/admin/config"]
@@ -416,24 +415,16 @@ def test_unknown_skill_is_a_404_page(admin, device):
 
 # recordings ----------------------------------------------------------------------------------
 
-def _wav(seconds: float = 0.2) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(b"\x00\x10" * int(16000 * seconds))
-    return buffer.getvalue()
 
 
 def test_recordings_list_play_edit_and_delete(admin, store, device):
-    utterance = datasets.save(store, datasets.UTTERANCES, device["uuid"], _wav(), "what time is it")
-    sample = datasets.save(store, datasets.WAKEWORDS, device["uuid"], _wav(), "hey mycroft")
+    utterance = datasets.save(store, datasets.UTTERANCES, device["uuid"], buzz_wav(0.2), "what time is it")
+    sample = datasets.save(store, datasets.WAKEWORDS, device["uuid"], buzz_wav(0.2), "hey mycroft")
     html = admin.get("/admin/recordings").get_data(as_text=True)
     assert "what time is it" in html and "Kitchen" in html
     assert f"/admin/recordings/utterances/{utterance['recording_id']}/audio" in html
     audio = admin.get(f"/admin/recordings/utterances/{utterance['recording_id']}/audio")
-    assert audio.status_code == 200 and audio.mimetype == "audio/wav" and audio.data == _wav()
+    assert audio.status_code == 200 and audio.mimetype == "audio/wav" and audio.data == buzz_wav(0.2)
 
     admin.post(f"/admin/recordings/wakewords/{sample['recording_id']}",
                data={"transcription": "hey mycroft!", "audio_tag": "wake_word", "speaker_tag": "female"})
