@@ -27,7 +27,7 @@ def create_app(config: Optional[dict] = None, store: Optional[Store] = None,
                                          # where admin config changes are saved
                                          "config_path": config_path or config_module.default_config_path()}
 
-    from .api import admin, admin_oauth, admin_records, auth, device, speech, upstream
+    from .api import admin, admin_oauth, admin_records, auth, device, openapi, speech, upstream
     prefix = f"/{config['server']['version']}"
     app.extensions["personal_backend"]["services"].update(upstream.build_services(config, store))
     app.extensions["personal_backend"]["services"].update(speech.build_services(config))
@@ -36,6 +36,7 @@ def create_app(config: Optional[dict] = None, store: Optional[Store] = None,
     from . import web
     web.init_app(app)
     app.register_blueprint(speech.root)  # /precise/upload and /stt: no version prefix
+    app.register_blueprint(openapi.bp)  # /openapi.json
     app.add_url_rule("/", "index", lambda: jsonify({
         "name": "ovos-personal-backend", "api": prefix, "status": "ok"}))
     _register_error_handlers(app)

@@ -26,7 +26,7 @@ CODE_LENGTH = 6
 REACTIVATION_GRACE = 600
 # what the login tells clients; mycroft-core refreshes when it elapses, OVOS never does
 EXPIRATION = 10 * 365 * 24 * 3600
-STATE = re.compile(r"^[A-Za-z0-9-]{8,64}$")
+STATE = re.compile(r"^[A-Za-z0-9-]{8,64}\Z")  # \Z: "$" lets a final newline in
 
 
 class ActivationRefused(BackendError):

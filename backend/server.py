@@ -4,6 +4,7 @@ waitress binds when the server object is built, so a busy port raises `OSError`
 in `start()` (Werkzeug's server calls `sys.exit` instead, which would take the
 whole skill loader down).
 """
+import logging
 import threading
 from typing import Optional
 
@@ -18,6 +19,12 @@ LOOP_TIMEOUT = 1
 # its limit is this many times the app's, so the app answers (in JSON) for bodies just over
 # `max_body_mb` and waitress only cuts off the ones far over it
 WAITRESS_BODY_FACTOR = 2
+# waitress stops accepting anyone once it holds `connection_limit` connections, and a slow
+# client trickling its request a byte at a time is never idle long enough for
+# channel_timeout to end it: one address may hold at most CONNECTIONS_PER_ADDRESS of them,
+# so a slowloris from one machine cannot lock the others out
+CONNECTION_LIMIT = 400
+CONNECTIONS_PER_ADDRESS = 100
 
 
 class BackendServer:
@@ -53,13 +60,18 @@ class BackendServer:
         with self._lock:
             if self.running:
                 return self
+            # waitress warns "Task queue depth is N" for each request that waits for a free
+            # thread: devices polling in bursts do that all the time, and at 32 concurrent
+            # clients it logged a line per request (16,000 in 12 s, 5% of the throughput)
+            logging.getLogger("waitress.queue").setLevel(logging.ERROR)
             self._server = create_server(
                 self.app, host=self.host, port=self.requested_port, threads=self.threads,
                 asyncore_loop_timeout=LOOP_TIMEOUT,
                 max_request_body_size=WAITRESS_BODY_FACTOR * self.max_body_bytes,
                 channel_timeout=30, ident="ovos-personal-backend",
                 # clients are on the LAN; never trust X-Forwarded-* unless a proxy is configured
-                clear_untrusted_proxy_headers=True)
+                clear_untrusted_proxy_headers=True, connection_limit=CONNECTION_LIMIT)
+            _limit_connections_per_address(self._server, CONNECTIONS_PER_ADDRESS)
             self._thread = threading.Thread(target=self._server.run, daemon=True,
                                             name=f"personal-backend:{self.port}")
             self._thread.start()
@@ -86,3 +98,24 @@ class BackendServer:
         if thread is not None and thread.is_alive():
             LOG.warning("personal backend server thread did not stop in time")
         LOG.info("personal backend stopped")
+
+
+def _limit_connections_per_address(server, limit: int) -> None:
+    """Close a new connection at once when its address already holds `limit` open ones
+    (waitress builds a channel per accepted socket through `server.channel_class`)."""
+    make_channel = server.channel_class
+
+    def channel(owner, sock, addr, adj, **kwargs):
+        host = addr[0] if isinstance(addr, (tuple, list)) else addr
+        # a copy (one C call under the GIL): worker threads remove channels they close, and a
+        # "dict changed size" error here would make waitress close the whole server
+        channels = list(owner._map.values())
+        held = sum(1 for other in channels
+                   if isinstance(other, make_channel) and other.addr and other.addr[0] == host)
+        if held >= limit:
+            LOG.debug(f"refusing a connection from {host}: it holds {held} already")
+            sock.close()
+            return None
+        return make_channel(owner, sock, addr, adj, **kwargs)
+
+    server.channel_class = channel

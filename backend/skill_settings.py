@@ -40,9 +40,17 @@ def _sections(meta) -> list:
     sections = meta.get("sections", [])
     if not isinstance(sections, list) or not all(
             isinstance(s, dict) and isinstance(s.get("fields", []), list) and
-            all(isinstance(f, dict) for f in s.get("fields", [])) for s in sections):
-        raise BadRequest("skillMetadata.sections must be a list of {name, fields: [...]}")
+            all(_field_ok(f) for f in s.get("fields", [])) for s in sections):
+        raise BadRequest("skillMetadata.sections must be a list of {name, fields: [...]}, "
+                         "each field's name and type a string")
     return sections
+
+
+def _field_ok(field) -> bool:
+    """A field is an object whose name and type are strings or absent: they are looked
+    up in dicts (a list as a name once made every later read of the skill a 500)."""
+    return isinstance(field, dict) and all(
+        isinstance(field.get(key), (str, type(None))) for key in ("name", "type"))
 
 
 def to_native(value, field_type: str):

@@ -35,11 +35,39 @@ from ovos_utils.log import LOG
 from .errors import BadRequest, StorageError
 
 # ids become file names: letters, digits, '-' and '_' only, so no id can leave its folder
-SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+# (\Z, not $: "$" would also let a trailing newline into a file name)
+SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")
+# nesting levels a stored value may have: deeper ones exhaust Python's recursion limit
+# when copied or written (a body of 900 nested objects made the write fail with a 500)
+MAX_DEPTH = 64
 
 
 class CorruptFile(Exception):
     """A data file exists but is not the JSON object it should be."""
+
+
+def check_storable(value) -> None:
+    """BadRequest unless `value` can be written and read back as it is: nested at most
+    MAX_DEPTH levels, and text that UTF-8 can encode (a JSON `"\\ud800"` escape gives a
+    lone surrogate, which it cannot). Checked before a write, so nothing is half-written."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise BadRequest("text must be valid Unicode (no lone surrogates "
+                                     "\\ud800-\\udfff)") from None
+        elif isinstance(item, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise BadRequest(f"JSON nested deeper than {MAX_DEPTH} levels")
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
 
 
 def _fsync_dir(path: str) -> None:
@@ -224,6 +252,7 @@ class Collection:
 
     # writing ----------------------------------------------------------------------
     def put(self, key: str, record: dict) -> dict:
+        check_storable({key: record})
         with self._write_lock:
             self._refresh()
             self._persist(key, record)
@@ -246,7 +275,7 @@ class Collection:
         record, or None to leave it unchanged.
         """
         with self._write_lock:
-            old = self.get(key)
+            old = self.peek(key)  # only compared: `change` gets the copy
             new = change(clone(old) if old is not None else None)
             if new is not None and new != old:  # an unchanged record costs no write
                 self.put(key, new)
@@ -325,13 +354,15 @@ class DirCollection(Collection):
         return join(self.folder, key + self.SUFFIX)
 
     def peek(self, key: str) -> Optional[dict]:
+        # one stat, of the record's own file, tells whether it was added, changed or removed
+        # since it was read: the folder need not be looked at (each stat on the hot path
+        # also hands the GIL to another request, so they are kept few)
         if not SAFE_KEY.match(key):
             return None
-        self._refresh()
-        if key in self._records and _signature(self._path(key)) != self._signatures.get(key):
+        if _signature(self._path(key)) != self._signatures.get(key):
             with self._write_lock:
                 self._load(key)
-        return super().peek(key)
+        return self._records.get(key)
 
     def _scan(self, initial: bool = False) -> None:
         names = {f[:-len(self.SUFFIX)] for f in os.listdir(self.folder)
@@ -351,7 +382,10 @@ class DirCollection(Collection):
         last_good = None if initial else self._records.get(key)
         doc = _load_or_restore(path, last_good)
         self._set(key, dict(doc) if doc is not None else None)
-        self._signatures[key] = _signature(path)
+        if doc is None:
+            self._signatures.pop(key, None)
+        else:
+            self._signatures[key] = _signature(path)
 
     def _refresh(self) -> None:
         # a folder's mtime changes when a file is added, removed or replaced
@@ -401,6 +435,7 @@ class AppendLog:
                 os.fsync(f.fileno())
 
     def append(self, record: dict) -> dict:
+        check_storable(record)
         line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode("utf-8")
         with self._lock:
             try:

@@ -4,9 +4,9 @@ import hmac
 
 from flask import Response, current_app, g, request
 
-from .. import pairing
+from .. import pairing, ratelimit
 from ..errors import BadRequest, Forbidden, Unauthorized
-from ..store import Store
+from ..store import Store, check_storable
 
 
 def get_store() -> Store:
@@ -34,9 +34,11 @@ def json_body(default=None):
             return default
         raise BadRequest("a JSON body is required")
     try:
-        return request.get_json(force=True, silent=False)
-    except Exception:
+        body = request.get_json(force=True, silent=False)
+    except Exception:  # a decoding error, or nesting deep enough to exhaust the recursion limit
         raise BadRequest("the body is not valid JSON")
+    check_storable(body)  # here too, for routes that pass a body on unstored (e-mail)
+    return body
 
 
 def not_paired(message: str) -> Response:
@@ -62,14 +64,23 @@ def device_required(view):
 
 
 def admin_required(view):
-    """`Authorization: Bearer <server.admin_key>`; the admin API is off while no key is set."""
+    """`Authorization: Bearer <server.admin_key>`; the admin API is off while no key is set.
+
+    An address that sent too many wrong keys is refused (429) before its key is even
+    looked at, until the limit's window has passed (see ratelimit)."""
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         key = get_config()["server"]["admin_key"]
         if not key:
             raise Forbidden("the admin API is disabled: set server.admin_key to enable it")
+        limiter, client = ratelimit.limiter("admin_key"), ratelimit.client_address()
+        wait = limiter.retry_after(client)
+        if wait:
+            return ratelimit.too_many(wait, "too many wrong admin keys from this address; "
+                                            f"try again in {wait} s")
         token = pairing.bearer(request.headers.get("Authorization"))
         if not hmac.compare_digest(token.encode("utf-8", "surrogatepass"), key.encode()):
+            limiter.failed(client)
             raise Unauthorized("admin key missing or wrong")
         return view(*args, **kwargs)
     return wrapper

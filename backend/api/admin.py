@@ -75,8 +75,10 @@ def set_device_prefs(uuid):
     if isinstance(body, dict) and "ww_module" in body:
         # the client's documented example puts the module inside ww_config; accept both
         body = dict(body)
-        module = body.pop("ww_module")
-        body["ww_config"] = {**(body.get("ww_config") or {}), "module": module}
+        module, ww_config = body.pop("ww_module"), body.get("ww_config") or {}
+        if not isinstance(module, str) or not isinstance(ww_config, dict):
+            raise BadRequest("ww_module must be a string and ww_config an object")
+        body["ww_config"] = {**ww_config, "module": module}
     changes = _pick(body, PREF_FIELDS)
     return jsonify(devices.admin_view(devices.update(get_store(), uuid, changes)))
 

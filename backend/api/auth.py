@@ -3,11 +3,12 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from ovos_utils.log import LOG
 from werkzeug.exceptions import HTTPException
 
-from .. import pairing
+from .. import pairing, ratelimit
 from ..errors import BadRequest
 from . import get_config, get_store, json_body, not_paired
 
 bp = Blueprint("auth", __name__)
+WAITING_FOR_APPROVAL = pairing.ActivationRefused.status  # the refusal of a pending code
 
 
 @bp.get("/device/code")
@@ -47,6 +48,17 @@ def device_activate():
 
 @bp.errorhandler(pairing.ActivationRefused)
 def activation_refused(error: pairing.ActivationRefused) -> Response:
+    """Plain text. Every refusal but the wait for approval (which devices poll) counts as a
+    failure; past the limit, failures answer 429. The limit is applied after the check, not
+    before: a valid (state, token) is never refused, and a 256-bit token cannot be guessed
+    anyway, so nothing is gained by making a real device wait behind a noisy neighbour."""
+    if error.status != WAITING_FOR_APPROVAL:
+        limiter, client = ratelimit.limiter("activation"), ratelimit.client_address()
+        wait = limiter.retry_after(client)
+        limiter.failed(client)
+        if wait:
+            return ratelimit.too_many(wait, f"too many failed activations; wait {wait} s",
+                                      plain=True)
     return Response(error.message, status=error.status, mimetype="text/plain")
 
 

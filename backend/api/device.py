@@ -11,7 +11,7 @@ bp = Blueprint("device", __name__, url_prefix="/device/<uuid>")
 @bp.get("")
 @device_required
 def info(uuid):
-    return jsonify(devices.wire_info(devices.get(get_store(), uuid)))
+    return jsonify(devices.wire_info(devices.peek(get_store(), uuid)))
 
 
 @bp.patch("")
@@ -24,13 +24,13 @@ def report_version(uuid):
 @bp.get("/setting")
 @device_required
 def setting(uuid):
-    return jsonify(devices.wire_settings(devices.get(get_store(), uuid)))
+    return jsonify(devices.wire_settings(devices.peek(get_store(), uuid)))
 
 
 @bp.get("/location")
 @device_required
 def location(uuid):
-    return jsonify(devices.get(get_store(), uuid)["location"])
+    return jsonify(devices.peek(get_store(), uuid)["location"])
 
 
 @bp.get("/subscription")
@@ -60,14 +60,14 @@ def skills_manifest(uuid):
 @device_required
 def metric(uuid, name):
     store = get_store()
-    return jsonify(metrics.record(store, devices.get(store, uuid), name, json_body()))
+    return jsonify(metrics.record(store, devices.peek(store, uuid), name, json_body()))
 
 
 @bp.get("/skill")
 @device_required
 def skills_v1(uuid):
     store = get_store()
-    return jsonify(skill_settings.v1_list(store, devices.get(store, uuid)))
+    return jsonify(skill_settings.v1_list(store, devices.peek(store, uuid)))
 
 
 @bp.put("/skill")
@@ -81,7 +81,7 @@ def upload_skill_v1(uuid):
 @device_required
 def skills_v2(uuid):
     store = get_store()
-    return jsonify(skill_settings.v2_map(store, devices.get(store, uuid)))
+    return jsonify(skill_settings.v2_map(store, devices.peek(store, uuid)))
 
 
 @bp.put("/settingsMeta")

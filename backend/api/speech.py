@@ -21,7 +21,7 @@ from . import device_required, get_config, get_service, get_store
 bp = Blueprint("speech", __name__)
 root = Blueprint("speech_root", __name__)
 
-LANG = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8}){0,3}$")
+LANG = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8}){0,3}\Z")  # \Z: "$" lets a final newline in
 QUERY_LIMIT = 200
 # the first line of a multipart body: "--" and the boundary (RFC 2046 characters)
 BOUNDARY = re.compile(rb"^--([0-9A-Za-z'()+_,./:=?-][0-9A-Za-z'()+_,./:=? -]{0,69})\r?\n")

@@ -16,15 +16,19 @@ import threading
 from contextlib import contextmanager
 from datetime import timedelta
 from os.path import join
-from typing import Callable, Dict, Iterable, Optional
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, Optional
 from urllib.parse import urlsplit
 
 import requests
 from ovos_utils.log import LOG
-from requests_cache import CachedSession
 
 from ..errors import BackendError, ServiceUnavailable, TooManyRequests, UpstreamError
 from ..store import Store
+
+# requests-cache is imported when the first upstream call builds the session: importing it
+# at start costs 50 ms and several MB that a server without upstream keys never uses
+if TYPE_CHECKING:
+    from requests_cache import CachedSession
 
 USER_AGENT = "ovos-personal-backend"
 # a stale answer is better than none while the upstream is down, but not a week-old forecast
@@ -42,17 +46,18 @@ class SharedSession:
     def __init__(self, config: dict, store: Store):
         self.config = config
         self.store = store
-        self._session: Optional[CachedSession] = None
+        self._session: Optional["CachedSession"] = None
         self._lock = threading.Lock()
 
-    def __call__(self) -> CachedSession:
+    def __call__(self) -> "CachedSession":
         with self._lock:
             if self._session is None:
                 self._session = cached_session(self.config, self.store)
             return self._session
 
 
-def cached_session(config: dict, store: Store) -> CachedSession:
+def cached_session(config: dict, store: Store) -> "CachedSession":
+    from requests_cache import CachedSession
     backend = config["microservices"]["cache"]
     if backend == "sqlite":
         path = join(store.folder("cache"), "upstream.sqlite")

@@ -36,8 +36,8 @@ from ..errors import BadRequest, NotFound, ServiceUnavailable, UpstreamError
 from ..store import Store
 from .fetch import USER_AGENT, reaching
 
-APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-TOKEN_ID = re.compile(r"^(@[A-Za-z0-9_-]{1,128}\|)?[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" lets a final newline in
+TOKEN_ID = re.compile(r"^(@[A-Za-z0-9_-]{1,128}\|)?[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 RESERVED_IDS = ("list", "callback")  # path words of the API
 STATE_TTL = 600
 # refresh a little before the provider's deadline, so the device gets a usable token

@@ -24,7 +24,7 @@ OPTIONAL = ("geolocation", "latlong", "location", "timeout", "format", "mode", "
             "podstate", "includepodid", "excludepodid", "podtitle", "scanner", "width",
             "maxwidth", "mag", "reinterpret", "translation", "layout", "background",
             "foreground", "fontsize")
-COORDINATES = re.compile(r"^-?\d{1,3}(\.\d+)?,-?\d{1,3}(\.\d+)?$")
+COORDINATES = re.compile(r"^-?\d{1,3}(\.\d+)?,-?\d{1,3}(\.\d+)?\Z")  # \Z: "$" lets a final newline in
 
 
 class Api(NamedTuple):

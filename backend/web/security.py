@@ -15,13 +15,12 @@
 import hashlib
 import hmac
 import secrets
-import threading
 import time
-from collections import deque
-from typing import Deque, Dict
 
 from flask import Flask, Response, current_app, request, session
 from flask.sessions import SecureCookieSessionInterface
+
+from ..ratelimit import FailureLimiter
 
 IDLE_LIMIT = 30 * 60          # seconds without a request before a session ends
 SESSION_LIMIT = 12 * 60 * 60  # seconds after login before a session ends anyway
@@ -119,38 +118,22 @@ def csrf_ok() -> bool:
 
 class LoginThrottle:
     """At most `per_client` failed logins per client, and `overall` in total, within
-    `window` seconds. Kept in memory: a restart forgets, which only helps the owner."""
+    `window` seconds (two `ratelimit.FailureLimiter`s). A client that logs in has its
+    failures forgiven."""
+
+    EVERYONE = "*"
 
     def __init__(self, per_client: int = 5, overall: int = 50, window: float = 300):
-        self.per_client, self.overall, self.window = per_client, overall, window
-        self._failures: Dict[str, Deque[float]] = {}
-        self._all: Deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def _prune(self, now: float) -> None:
-        for times in (self._all, *self._failures.values()):
-            while times and now - times[0] > self.window:
-                times.popleft()
-        for client in [c for c, times in self._failures.items() if not times]:
-            del self._failures[client]
+        self._clients = FailureLimiter(per_client, window)
+        self._all = FailureLimiter(overall, window, max_clients=1)
 
     def retry_after(self, client: str) -> int:
         """Seconds this client must wait before trying again (0: it may try now)."""
-        now = time.monotonic()
-        with self._lock:
-            self._prune(now)
-            mine = self._failures.get(client, ())
-            waits = [self.window - (now - mine[0])] if len(mine) >= self.per_client else []
-            if len(self._all) >= self.overall:
-                waits.append(self.window - (now - self._all[0]))
-        return int(max(waits, default=0)) + (1 if waits else 0)
+        return max(self._clients.retry_after(client), self._all.retry_after(self.EVERYONE))
 
     def failed(self, client: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._failures.setdefault(client, deque()).append(now)
-            self._all.append(now)
+        self._clients.failed(client)
+        self._all.failed(self.EVERYONE)
 
     def succeeded(self, client: str) -> None:
-        with self._lock:
-            self._failures.pop(client, None)
+        self._clients.forgive(client)

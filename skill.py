@@ -1,0 +1,486 @@
+"""The skill: runs the personal backend inside the device and lets its owner administer it.
+
+`initialize()` starts the backend's HTTP server in a thread and points the device at
+it; `shutdown()` stops it. Every voice intent calls the same domain functions as the
+HTTP API (backend/devices.py, backend/pairing.py), so a change made by voice is checked
+exactly like one made over HTTP. Device-side files (mycroft.conf, identity2.json) are
+handled by backend/device_config.py.
+"""
+import errno
+import functools
+import threading
+from typing import List, Optional
+from urllib.parse import urlparse
+
+from ovos_bus_client.message import Message
+from ovos_number_parser import extract_number
+from ovos_utils import classproperty
+from ovos_utils.log import LOG
+from ovos_utils.process_utils import RuntimeRequirements
+from ovos_workshop.decorators import intent_handler
+from ovos_workshop.skills import OVOSSkill
+from ovos_workshop.skills.ovos import join_word_list
+
+from .backend import config as config_module
+from .backend import create_app, device_config, devices, pairing
+from .backend.device_config import DeviceConfigError
+from .backend.errors import BackendError
+from .backend.server import BackendServer
+from .backend.services import places
+from .backend.store import Store
+
+# Skill settings (described for UIs in settingsmeta.yaml). Empty strings mean "use the
+# backend's config file or default" (~/.config/ovos_backend/ovos_backend.conf).
+DEFAULTS = {
+    "host": "127.0.0.1",
+    "port": 6712,
+    "admin_key": "",
+    "pairing": "",  # "auto", "confirm"; "" = auto on loopback, confirm on the network
+    "data_path": "",
+    "point_device_here": True,
+}
+SERVER_SETTINGS = ("host", "port", "admin_key", "pairing", "data_path")
+# Internal state, kept in settings.json (the leading "_" hides it from settings UIs):
+#   _previous_config  mycroft.conf values replaced when pointing the device here
+#   _pointed_url      the URL the skill wrote, so a later port change may replace it
+#   _device_uuid      the device this skill paired ("this device")
+#   _other_backend    the foreign server URL the owner was already told about
+
+MAX_CHOICES = 3
+THIS_DEVICE = {"this", "this device", "this one", "yourself", "you", "me"}
+DIGITS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
+          "six": "6", "seven": "7", "eight": "8", "nine": "9"}
+
+
+def admin_action(handler):
+    """Intent handler guard: needs the device store, and turns the domain's refusals
+    into speech instead of a skill error."""
+    @functools.wraps(handler)
+    def wrapper(self, message):
+        if self.store is None:
+            self.speak_dialog("backend.not.running")
+            return
+        try:
+            handler(self, message)
+        except DeviceConfigError as e:
+            LOG.error(str(e))
+            self.speak_dialog("config.broken")
+        except BackendError as e:
+            self.speak_dialog("request.refused", {"reason": e.message})
+    return wrapper
+
+
+def spell(code: str) -> str:
+    """A pairing code as TTS should read it: letter by letter."""
+    return " ".join(code)
+
+
+def heard_code(text: str) -> str:
+    """A pairing code from a transcription: "a c e three four 7" -> "ACE347"."""
+    words = [DIGITS.get(w, w) for w in text.lower().split()]
+    return "".join(ch for ch in "".join(words) if ch.isalnum()).upper()
+
+
+def pick(options: List[str], answer: str, lang: str, last: bool = False) -> Optional[str]:
+    """The option the user chose: by a word only some options contain ("Texas",
+    "the one in France"), else by position ("the second one", "two", `last`)."""
+    answer_words = set(places.normalize(answer).split())
+    option_words = [set(places.normalize(o).split()) for o in options]
+    common = set.intersection(*option_words)
+    scores = [len((words - common) & answer_words) for words in option_words]
+    best = max(scores)
+    if best and scores.count(best) == 1:
+        return options[scores.index(best)]
+    if last:
+        return options[-1]
+    number = extract_number(answer, ordinals=True, lang=lang)
+    if number and int(number) == number and 1 <= number <= len(options):
+        return options[int(number) - 1]
+    return None
+
+
+class PersonalBackendSkill(OVOSSkill):
+    """The personal backend, served from the device, administered by voice."""
+
+    def __init__(self, *args, **kwargs):
+        # set before super().__init__(), which runs initialize(); shutdown() may be
+        # called after a half-finished initialize() and must find these
+        self.server: Optional[BackendServer] = None
+        self.store: Optional[Store] = None
+        self.backend_config: Optional[dict] = None
+        self._running_settings: Optional[dict] = None
+        self._lock = threading.RLock()
+        super().__init__(*args, **kwargs)
+
+    @classproperty
+    def runtime_requirements(self) -> RuntimeRequirements:
+        """Everything is local: load and answer without internet or even a network."""
+        return RuntimeRequirements(internet_before_load=False, network_before_load=False,
+                                   requires_internet=False, requires_network=False,
+                                   no_internet_fallback=True, no_network_fallback=True)
+
+    # lifecycle -----------------------------------------------------------------------
+
+    def initialize(self):
+        # skip_empty=False: "" and 0 are meaningful defaults here
+        self.settings.merge(DEFAULTS, new_only=True, skip_empty=False)
+        try:
+            with self._lock:
+                self._start_backend()
+                self._sync_device_pointing()
+        except Exception:
+            # the loader only runs default_shutdown() after a failed initialize():
+            # free the port here or it stays taken until the process exits
+            self.shutdown()
+            raise
+        self.settings_change_callback = self.on_settings_changed
+
+    def shutdown(self):
+        """Stop serving and free the port; safe to call any number of times."""
+        with self._lock:
+            server, self.server = self.server, None
+            self._running_settings = None
+        if server is not None:
+            server.stop()
+
+    def on_settings_changed(self):
+        """Apply edited settings: restart the server if its settings changed, then
+        point the device here or restore its previous configuration."""
+        with self._lock:
+            # a server that did not start (busy port) is retried on any settings save
+            if self.server is None or self._server_settings() != self._running_settings:
+                self.shutdown()
+                self._start_backend()
+            self._sync_device_pointing()
+
+    def _server_settings(self) -> dict:
+        return {key: self.settings.get(key, DEFAULTS[key]) for key in SERVER_SETTINGS}
+
+    def _start_backend(self) -> None:
+        """Open the store and serve it. Errors the owner can fix (a setting, a busy
+        port) are logged and spoken and leave the skill loaded; others propagate."""
+        settings = self._server_settings()
+        self._running_settings = settings
+        try:
+            server_overrides = {"host": str(settings["host"]), "port": int(settings["port"])}
+            for key in ("admin_key", "pairing"):
+                if settings[key]:
+                    server_overrides[key] = settings[key]
+            overrides = {"server": server_overrides}
+            if settings["data_path"]:
+                overrides["data_path"] = settings["data_path"]
+            config = config_module.load(overrides=overrides)
+            store = Store(config["data_path"])
+        except (ValueError, BackendError) as e:  # ConfigError is a ValueError
+            self._report_failure(getattr(e, "message", None) or str(e))
+            return
+        self.backend_config, self.store = config, store
+        app = create_app(config, store, on_pairing_requested=self.announce_pairing)
+        server = BackendServer(app, config["server"]["host"], config["server"]["port"],
+                               max_body_bytes=config["server"]["max_body_mb"] * 1024 * 1024)
+        try:
+            server.start()
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                LOG.error(f"personal backend not started: port {server.requested_port} "
+                          "is already in use; change the port in the skill settings")
+                self.speak_dialog("port.busy", {"port": server.requested_port})
+            else:
+                self._report_failure(e.strerror or str(e))
+            return
+        config["server"]["port"] = server.port  # the bound one, when asked for port 0
+        self.server = server
+
+    def _report_failure(self, reason: str) -> None:
+        LOG.error(f"personal backend not started: {reason}")
+        self.speak_dialog("backend.failed", {"reason": reason})
+
+    @property
+    def local_url(self) -> str:
+        """The URL this device uses to reach its own backend."""
+        return f"http://127.0.0.1:{self.server.port}"
+
+    def _points_here(self) -> bool:
+        """True if the running backend is the one this device's mycroft.conf names."""
+        return self.server is not None and device_config.points_at(
+            self.local_url, self.backend_config["server"]["version"])
+
+    # pointing the device at its own backend -------------------------------------------
+
+    def _sync_device_pointing(self) -> None:
+        """Make mycroft.conf follow the `point_device_here` setting, never replacing
+        another server's URL without the owner's yes (see `_ensure_pointed`)."""
+        try:
+            if not self.settings.get("point_device_here"):
+                self._restore_device()
+                return
+            if self.server is None or self._points_here():
+                return
+            other = self._other_backend()
+            if other:
+                if self.settings.get("_other_backend") != other:
+                    LOG.warning(f"this device uses another backend ({other}); not changed")
+                    self.speak_dialog("other.backend.found", {"url": other})
+                    self.settings["_other_backend"] = other
+                    self.settings.store()
+                return
+            self._point_device()
+        except DeviceConfigError as e:
+            LOG.error(f"cannot point this device at the personal backend: {e}")
+
+    def _other_backend(self) -> str:
+        """The URL of a server the device uses that is not this backend ("" if none)."""
+        current = device_config.server_url()
+        if current in ("", self.local_url, self.settings.get("_pointed_url")):
+            return ""
+        return current
+
+    def _point_device(self) -> None:
+        url = self.local_url
+        previous = device_config.point_at(url, self.backend_config["server"]["version"])
+        if "_previous_config" not in self.settings:  # keep the very first snapshot
+            self.settings["_previous_config"] = previous
+        self.settings["_pointed_url"] = url
+        self.settings["point_device_here"] = True
+        self.settings.pop("_other_backend", None)
+        self.settings.store()
+        LOG.info(f"this device now uses the personal backend at {url}")
+        self.bus.emit(Message("configuration.updated"))
+
+    def _restore_device(self) -> bool:
+        """Put back the configuration from before `_point_device`; True if it did."""
+        previous = self.settings.get("_previous_config")
+        if previous is None:
+            return False
+        restored = device_config.server_url() == self.settings.get("_pointed_url")
+        if restored:  # else the owner has since pointed the device elsewhere: keep that
+            device_config.restore(previous)
+            self.bus.emit(Message("configuration.updated"))
+        self.settings.pop("_previous_config", None)
+        self.settings.pop("_pointed_url", None)
+        self.settings.store()
+        return restored
+
+    def _ensure_pointed(self) -> bool:
+        """Point the device here, asking first if it uses another backend."""
+        if self.server is None:
+            self.speak_dialog("backend.not.running")
+            return False
+        if self._points_here():
+            return True
+        other = self._other_backend()
+        if other and self.ask_yesno("confirm.switch.backend", {"url": other}) != "yes":
+            self.speak_dialog("left.unchanged")
+            return False
+        with self._lock:
+            self._point_device()
+        return True
+
+    @intent_handler("use.backend.intent")
+    @admin_action
+    def handle_use_backend(self, message):
+        if self._points_here():
+            self.speak_dialog("already.using")
+        elif self._ensure_pointed():
+            self.speak_dialog("now.using")
+
+    @intent_handler("stop.using.intent")
+    @admin_action
+    def handle_stop_using(self, message):
+        with self._lock:
+            self.settings["point_device_here"] = False
+            restored = self._restore_device()
+            self.settings.store()
+        self.speak_dialog("stopped.using" if restored else "not.using")
+
+    # pairing -------------------------------------------------------------------------
+
+    def this_device(self) -> Optional[str]:
+        return device_config.this_device(self.store, self.settings.get("_device_uuid", ""))
+
+    def _device_name(self, uuid: str) -> str:
+        return devices.get(self.store, uuid)["name"]
+
+    @intent_handler("pair.intent")
+    @admin_action
+    def handle_pair(self, message):
+        if not self._ensure_pointed():
+            return
+        if device_config.is_paired(self.store):
+            self.speak_dialog("already.paired", {"name": self._device_name(self.this_device())})
+            return
+        login = pairing.pair_directly(self.store, self.backend_config,
+                                      device_config.identity().uuid)
+        device_config.save_identity(login)
+        self.settings["_device_uuid"] = login["uuid"]
+        self.settings.store()
+        # the login (with its tokens) stays off the bus: listeners only need the event
+        self.bus.emit(message.forward("mycroft.paired", {"uuid": login["uuid"]}))
+        self.speak_dialog("paired", {"name": self._device_name(login["uuid"])})
+
+    def announce_pairing(self, request: dict) -> None:
+        """Called by the backend (in a server thread) when a device waits for approval."""
+        self.speak_dialog("pairing.requested", {"code": spell(request["code"])})
+
+    @intent_handler("approve.new.intent")
+    @intent_handler("approve.code.intent")
+    @admin_action
+    def handle_approve(self, message):
+        waiting = [p["code"] for p in pairing.pending(self.store)]
+        code = heard_code(message.data.get("code") or "")
+        if not code:
+            if not waiting:
+                self.speak_dialog("nothing.pending")
+                return
+            code = waiting[0] if len(waiting) == 1 else self.get_response(
+                "which.code", {"codes": join_word_list([spell(c) for c in waiting], "or",
+                                                       sep=",", lang=self.lang)},
+                validator=lambda answer: heard_code(answer) in waiting and heard_code(answer),
+                num_retries=1)
+            if not code:
+                self.speak_dialog("cancelled")
+                return
+        if code not in waiting:
+            self.speak_dialog("no.such.code", {"code": spell(code)})
+            return
+        pairing.approve(self.store, code)
+        self.speak_dialog("approved", {"code": spell(code)})
+
+    # devices -------------------------------------------------------------------------
+
+    @intent_handler("list.devices.intent")
+    @admin_action
+    def handle_list_devices(self, message):
+        names = [d["name"] for d in devices.list_all(self.store) if d.get("tokens")]
+        if not names:
+            self.speak_dialog("no.devices")
+            return
+        self.speak_dialog("one.device" if len(names) == 1 else "devices.list",
+                          {"count": len(names),
+                           "names": join_word_list(names, "and", sep=",", lang=self.lang)})
+
+    @intent_handler("forget.device.intent")
+    @admin_action
+    def handle_forget(self, message):
+        name = message.data.get("name", "").strip()
+        if not name or places.normalize(name) in THIS_DEVICE:
+            uuid = self.this_device()
+            if uuid is None:
+                self.speak_dialog("not.paired")
+                return
+            matches = [devices.get(self.store, uuid)]
+        else:
+            matches = devices.find_by_name(self.store, name)
+        if not matches:
+            self.speak_dialog("no.device.named", {"name": name})
+            return
+        if len(matches) > 1:
+            self.speak_dialog("several.devices.named", {"name": name, "count": len(matches)})
+            return
+        device = matches[0]
+        if self.ask_yesno("confirm.forget", {"name": device["name"]}) != "yes":
+            self.speak_dialog("kept.device", {"name": device["name"]})
+            return
+        pairing.unpair(self.store, device["uuid"])
+        self.speak_dialog("forgot.device", {"name": device["name"]})
+
+    @intent_handler("rename.device.intent")
+    @admin_action
+    def handle_rename(self, message):
+        uuid = self.this_device()
+        if uuid is None:
+            self.speak_dialog("not.paired")
+            return
+        name = message.data.get("name", "").strip()
+        if name.islower():  # transcriptions are lower case; names read better capitalised
+            name = name.title()
+        device = devices.update(self.store, uuid, {"name": name})
+        self.speak_dialog("renamed", {"name": device["name"]})
+
+    @intent_handler("recordings.on.intent")
+    @admin_action
+    def handle_recordings_on(self, message):
+        self._set_opt_in(True)
+
+    @intent_handler("recordings.off.intent")
+    @admin_action
+    def handle_recordings_off(self, message):
+        self._set_opt_in(False)
+
+    def _set_opt_in(self, enabled: bool) -> None:
+        """The device's opt-in for the wake-word and utterance datasets, on the backend
+        and in the device's own configuration (its listener uploads only when opted in)."""
+        uuid = self.this_device()
+        if uuid is None:
+            self.speak_dialog("not.paired")
+            return
+        device_config.set_opt_in(enabled)  # first: a broken mycroft.conf changes nothing
+        device = devices.update(self.store, uuid, {"opt_in": enabled})
+        self.bus.emit(Message("configuration.updated"))
+        recording = self.backend_config["listener"]
+        if not enabled:
+            dialog = "recordings.off"
+        elif recording["record_wakewords"] or recording["record_utterances"]:
+            dialog = "recordings.on"
+        else:
+            dialog = "recordings.on.backend.off"
+        self.speak_dialog(dialog, {"name": device["name"]})
+
+    @intent_handler("backend.address.intent")
+    @admin_action
+    def handle_address(self, message):
+        if self.server is None:
+            self.speak_dialog("backend.not.running")
+            return
+        url = urlparse(config_module.public_url(self.backend_config))
+        server = self.backend_config["server"]
+        local_only = not server["url"] and config_module.is_loopback(server["host"])
+        self.speak_dialog("backend.address.local.only" if local_only else "backend.address",
+                          {"host": url.hostname, "port": url.port})
+
+    # location ------------------------------------------------------------------------
+
+    @intent_handler("where.am.i.intent")
+    @admin_action
+    def handle_where(self, message):
+        uuid = self.this_device()
+        location = devices.get(self.store, uuid)["location"] if uuid else device_config.location()
+        if not location:
+            self.speak_dialog("location.unknown")
+            return
+        self.speak_dialog("location.is", {"place": devices.describe_location(location)})
+
+    @intent_handler("change.location.intent")
+    @admin_action
+    def handle_change_location(self, message):
+        place = message.data.get("location") or self.get_response("ask.where", num_retries=1)
+        if not place:
+            self.speak_dialog("cancelled")
+            return
+        candidates = places.search(place, limit=MAX_CHOICES)
+        if not candidates:
+            self.speak_dialog("place.not.found", {"place": place})
+            return
+        chosen = candidates[0]
+        if len(candidates) > 1:
+            chosen = self._choose_place(candidates)
+            if chosen is None:
+                self.speak_dialog("cancelled")
+                return
+        location = devices.normalise_location(chosen)
+        device_config.set_location(location)  # first: a broken mycroft.conf changes nothing
+        uuid = self.this_device()
+        if uuid is not None:
+            devices.set_location(self.store, uuid, location)
+        self.bus.emit(message.forward("configuration.updated"))
+        self.speak_dialog("location.changed", {"place": chosen["address"]})
+
+    def _choose_place(self, candidates: List[dict]) -> Optional[dict]:
+        """Ask which of several places with that name the user meant."""
+        addresses = [c["address"] for c in candidates]
+        answer = self.get_response(
+            "which.place", {"options": join_word_list(addresses, "or", sep=";", lang=self.lang)},
+            validator=lambda utterance: pick(addresses, utterance, self.lang,
+                                             self.voc_match(utterance, "last")) or False,
+            num_retries=1)
+        return candidates[addresses.index(answer)] if answer in addresses else None
