@@ -89,12 +89,14 @@ class BackendServer:
             self._server, self._thread = None, None
         if server is None:
             return
-        # close the sockets from inside the event loop thread, then stop the workers
+        # let requests in progress finish first: a worker that completes one wakes the event
+        # loop through its trigger, which must still be open then (else EBADF tracebacks)
+        server.task_dispatcher.shutdown(timeout=timeout)
+        # then close every socket from inside the event loop thread, which ends the loop
         socket_map = server._map
         server.trigger.pull_trigger(lambda: close_all(socket_map))
         if thread is not None:
             thread.join(timeout)
-        server.task_dispatcher.shutdown(timeout=timeout)
         if thread is not None and thread.is_alive():
             LOG.warning("personal backend server thread did not stop in time")
         LOG.info("personal backend stopped")

@@ -27,6 +27,7 @@ import uuid as uuidlib
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
+from urllib.parse import unquote
 
 import pytest
 import requests
@@ -36,7 +37,7 @@ from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
 from hypothesis.errors import Unsatisfiable
 from schemathesis.generation.modes import GenerationMode
-from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from conftest import ADMIN_KEY, SANDBOX, make_config
 from helpers import assert_json_files_parse, data_files, raw_pair, serve
@@ -177,6 +178,9 @@ class Fuzz:
              session: Optional[requests.Session] = None) -> None:
         response = case.call(base_url=self.target.url, session=session or self.session,
                              headers=headers, timeout=30, allow_redirects=False)
+        routed = _routed_endpoint(self.target.app, case)
+        if routed not in (None, endpoint):  # an id made the path another route's
+            endpoint, spec = routed, openapi.entry(self.target.app, routed, case.method.upper())
         self.statuses[(mode, response.status_code)] += 1
         if mode == "owner" and response.status_code < 400:
             self.reached.add(endpoint)
@@ -206,6 +210,17 @@ class Fuzz:
         if 400 <= status < 500 and spec["refusals"] != "text/html":
             problems += _refusal_format(endpoint, spec, status, response)
         return problems
+
+
+def _routed_endpoint(app, case) -> Optional[str]:
+    """The endpoint the server routed the case to: an id can make a path another route's
+    (`/auth/{oauth_id}/auth_url` with the id "callback" is `/auth/callback/{token_id}`)."""
+    try:
+        endpoint, _ = app.url_map.bind("localhost").match(unquote(case.formatted_path),
+                                                          case.method.upper())
+    except HTTPException:  # not found, wrong method, a redirect: no view was reached
+        return None
+    return endpoint
 
 
 def _header(response, name: str) -> str:
