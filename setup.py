@@ -32,7 +32,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.9",
     package_dir={PKG: "."},
-    packages=[PKG, f"{PKG}.backend", f"{PKG}.backend.api", f"{PKG}.backend.services",
+    packages=[PKG, f"{PKG}.backend", f"{PKG}.backend.api", f"{PKG}.backend.services", f"{PKG}.device",
               f"{PKG}.backend.web"],
     package_data={PKG: package_files("locale", "backend/web/templates", "backend/web/static",
                                      "backend/data") + ["settingsmeta.yaml"]},

@@ -4,11 +4,12 @@
 it; `shutdown()` stops it. Every voice intent calls the same domain functions as the
 HTTP API (backend/devices.py, backend/pairing.py), so a change made by voice is checked
 exactly like one made over HTTP. Device-side files (mycroft.conf, identity2.json) are
-handled by backend/device_config.py.
+handled by device/mycroft_conf.py; device/ also holds the sync agent.
 """
 import errno
 import functools
 import threading
+from os.path import join
 from typing import List, Optional
 from urllib.parse import urlparse
 
@@ -22,12 +23,16 @@ from ovos_workshop.skills import OVOSSkill
 from ovos_workshop.skills.ovos import join_word_list
 
 from .backend import config as config_module
-from .backend import create_app, device_config, devices, pairing
-from .backend.device_config import DeviceConfigError
+from .backend import create_app, devices, pairing
 from .backend.errors import BackendError
 from .backend.server import BackendServer
 from .backend.services import places
 from .backend.store import Store
+from .device.agent import SyncAgent
+from .device.state import StateFile
+from .device.transports import LocalTransport
+from .device import mycroft_conf as device_config
+from .device.mycroft_conf import DeviceConfigError
 
 # Skill settings (described for UIs in settingsmeta.yaml). Empty strings mean "use the
 # backend's config file or default" (~/.config/ovos_backend/ovos_backend.conf).
@@ -40,11 +45,16 @@ DEFAULTS = {
     "point_device_here": True,
 }
 SERVER_SETTINGS = ("host", "port", "admin_key", "pairing", "data_path")
-# Internal state, kept in settings.json (the leading "_" hides it from settings UIs):
+# Internal state, kept in the skill's own state file (device/state.py), never in
+# settings.json (older versions kept it there: it is moved out at load):
 #   _previous_config  mycroft.conf values replaced when pointing the device here
 #   _pointed_url      the URL the skill wrote, so a later port change may replace it
 #   _device_uuid      the device this skill paired ("this device")
 #   _other_backend    the foreign server URL the owner was already told about
+#   skills, manifest  the sync agent's bookkeeping (device/agent.py)
+STATE_KEYS = ("_previous_config", "_pointed_url", "_device_uuid", "_other_backend")
+# how often the agent looks for settings edited on the device when nothing woke it
+LOCAL_POLL_SECONDS = 10.0
 
 MAX_CHOICES = 3
 THIS_DEVICE = {"this", "this device", "this one", "yourself", "you", "me"}
@@ -109,6 +119,8 @@ class PersonalBackendSkill(OVOSSkill):
         self.store: Optional[Store] = None
         self.backend_config: Optional[dict] = None
         self._running_settings: Optional[dict] = None
+        self.state: Optional[StateFile] = None
+        self.agent: Optional[SyncAgent] = None
         self._lock = threading.RLock()
         super().__init__(*args, **kwargs)
 
@@ -124,22 +136,31 @@ class PersonalBackendSkill(OVOSSkill):
     def initialize(self):
         # skip_empty=False: "" and 0 are meaningful defaults here
         self.settings.merge(DEFAULTS, new_only=True, skip_empty=False)
+        self.state = StateFile(join(self.file_system.path, "state.json"))
+        if self.state.adopt(self.settings, STATE_KEYS):
+            self.settings.store()
         try:
             with self._lock:
                 self._start_backend()
                 self._sync_device_pointing()
+                self._start_sync()
         except Exception:
             # the loader only runs default_shutdown() after a failed initialize():
             # free the port here or it stays taken until the process exits
             self.shutdown()
             raise
         self.settings_change_callback = self.on_settings_changed
+        # ovos-core says when a skill's settings.json changed: upload at once
+        self.add_event("ovos.skills.settings_changed", self._wake_sync, speak_errors=False)
 
     def shutdown(self):
         """Stop serving and free the port; safe to call any number of times."""
         with self._lock:
             server, self.server = self.server, None
+            agent, self.agent = self.agent, None
             self._running_settings = None
+        if agent is not None:
+            agent.stop()
         if server is not None:
             server.stop()
 
@@ -152,6 +173,7 @@ class PersonalBackendSkill(OVOSSkill):
                 self.shutdown()
                 self._start_backend()
             self._sync_device_pointing()
+            self._start_sync()
 
     def _server_settings(self) -> dict:
         return {key: self.settings.get(key, DEFAULTS[key]) for key in SERVER_SETTINGS}
@@ -195,6 +217,28 @@ class PersonalBackendSkill(OVOSSkill):
         LOG.error(f"personal backend not started: {reason}")
         self.speak_dialog("backend.failed", {"reason": reason})
 
+    # keeping this device in sync ------------------------------------------------------
+
+    def _start_sync(self) -> None:
+        """Run the sync agent while this device is paired to the backend served here
+        (and stop it otherwise): OVOS no longer fetches its settings by itself."""
+        uuid = None
+        if self.server is not None and self._points_here() and device_config.is_paired(self.store):
+            uuid = device_config.identity().uuid
+        if self.agent is not None and (uuid is None or self.agent.uuid != uuid):
+            self.agent.stop()
+            self.agent = None
+        if uuid is not None and self.agent is None:
+            transport = LocalTransport(self.store, uuid)
+            self.agent = SyncAgent(transport, self.bus, self.state, uuid, skip={self.skill_id},
+                                   poll_interval=LOCAL_POLL_SECONDS).start()
+            LOG.info(f"keeping this device ({uuid}) in sync with its backend")
+
+    def _wake_sync(self, message=None) -> None:
+        agent = self.agent
+        if agent is not None:
+            agent.wake()
+
     @property
     def local_url(self) -> str:
         """The URL this device uses to reach its own backend."""
@@ -218,11 +262,10 @@ class PersonalBackendSkill(OVOSSkill):
                 return
             other = self._other_backend()
             if other:
-                if self.settings.get("_other_backend") != other:
+                if self.state.get("_other_backend") != other:
                     LOG.warning(f"this device uses another backend ({other}); not changed")
                     self.speak_dialog("other.backend.found", {"url": other})
-                    self.settings["_other_backend"] = other
-                    self.settings.store()
+                    self.state.set("_other_backend", other)
                 return
             self._point_device()
         except DeviceConfigError as e:
@@ -231,34 +274,34 @@ class PersonalBackendSkill(OVOSSkill):
     def _other_backend(self) -> str:
         """The URL of a server the device uses that is not this backend ("" if none)."""
         current = device_config.server_url()
-        if current in ("", self.local_url, self.settings.get("_pointed_url")):
+        if current in ("", self.local_url, self.state.get("_pointed_url")):
             return ""
         return current
 
     def _point_device(self) -> None:
         url = self.local_url
         previous = device_config.point_at(url, self.backend_config["server"]["version"])
-        if "_previous_config" not in self.settings:  # keep the very first snapshot
-            self.settings["_previous_config"] = previous
-        self.settings["_pointed_url"] = url
-        self.settings["point_device_here"] = True
-        self.settings.pop("_other_backend", None)
-        self.settings.store()
+        if "_previous_config" not in self.state:  # keep the very first snapshot
+            self.state.set("_previous_config", previous)
+        self.state.set("_pointed_url", url)
+        self.state.pop("_other_backend")
+        if not self.settings.get("point_device_here"):
+            self.settings["point_device_here"] = True
+            self.settings.store()
         LOG.info(f"this device now uses the personal backend at {url}")
         self.bus.emit(Message("configuration.updated"))
 
     def _restore_device(self) -> bool:
         """Put back the configuration from before `_point_device`; True if it did."""
-        previous = self.settings.get("_previous_config")
+        previous = self.state.get("_previous_config")
         if previous is None:
             return False
-        restored = device_config.server_url() == self.settings.get("_pointed_url")
+        restored = device_config.server_url() == self.state.get("_pointed_url")
         if restored:  # else the owner has since pointed the device elsewhere: keep that
             device_config.restore(previous)
             self.bus.emit(Message("configuration.updated"))
-        self.settings.pop("_previous_config", None)
-        self.settings.pop("_pointed_url", None)
-        self.settings.store()
+        self.state.pop("_previous_config")
+        self.state.pop("_pointed_url")
         return restored
 
     def _ensure_pointed(self) -> bool:
@@ -296,7 +339,7 @@ class PersonalBackendSkill(OVOSSkill):
     # pairing -------------------------------------------------------------------------
 
     def this_device(self) -> Optional[str]:
-        return device_config.this_device(self.store, self.settings.get("_device_uuid", ""))
+        return device_config.this_device(self.store, self.state.get("_device_uuid", ""))
 
     def _device_name(self, uuid: str) -> str:
         return devices.get(self.store, uuid)["name"]
@@ -312,8 +355,9 @@ class PersonalBackendSkill(OVOSSkill):
         login = pairing.pair_directly(self.store, self.backend_config,
                                       device_config.identity().uuid)
         device_config.save_identity(login)
-        self.settings["_device_uuid"] = login["uuid"]
-        self.settings.store()
+        self.state.set("_device_uuid", login["uuid"])
+        with self._lock:
+            self._start_sync()
         # the login (with its tokens) stays off the bus: listeners only need the event
         self.bus.emit(message.forward("mycroft.paired", {"uuid": login["uuid"]}))
         self.speak_dialog("paired", {"name": self._device_name(login["uuid"])})
@@ -382,6 +426,8 @@ class PersonalBackendSkill(OVOSSkill):
             self.speak_dialog("kept.device", {"name": device["name"]})
             return
         pairing.unpair(self.store, device["uuid"])
+        with self._lock:
+            self._start_sync()  # stops it if that was this device
         self.speak_dialog("forgot.device", {"name": device["name"]})
 
     @intent_handler("rename.device.intent")

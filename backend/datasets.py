@@ -74,7 +74,7 @@ def _meta(value) -> dict:
         try:
             value = json.loads(value)
         except ValueError:
-            raise BadRequest("metadata is not valid JSON")
+            raise BadRequest("metadata is not valid JSON") from None
     if not isinstance(value, dict):
         raise BadRequest("metadata must be a JSON object")
     if len(json.dumps(value)) > META_LIMIT:
@@ -89,7 +89,7 @@ def decode_b64(value) -> bytes:
     try:
         return base64.b64decode("".join(value.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise BadRequest("audio_b64 is not valid base64")
+        raise BadRequest("audio_b64 is not valid base64") from None
 
 
 def wake_word_name(meta: dict) -> str:
@@ -176,8 +176,8 @@ def read_audio(store: Store, kind: str, rec_id: str) -> Tuple[bytes, str]:
     try:
         with open(_audio_path(store, kind, record), "rb") as f:
             audio = f.read()
-    except FileNotFoundError:
-        raise NotFound(f"the audio of recording {rec_id} is missing from the data folder")
+    except FileNotFoundError as e:
+        raise NotFound(f"the audio of recording {rec_id} is missing from the data folder") from e
     return audio, audio_format(audio)[1]
 
 

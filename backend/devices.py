@@ -186,6 +186,29 @@ def record_manifest(store: Store, uuid: str, manifest: dict) -> dict:
         "skills": skills, "blacklist": blacklist, "updated_at": time.time()}})
 
 
+def skill_id_of(gid: str) -> str:
+    """The skill id in a gid: `@<uuid>|<skill_id>`, `@|<skill_id>` or `<name>|<branch>`
+    (api-contract §4.1); "" when it holds none."""
+    parts = gid.split("|")
+    return parts[1] if parts[0].startswith("@") and len(parts) > 1 else parts[0]
+
+
+def installed_skills(device: dict) -> Optional[List[str]]:
+    """The skill ids of the manifest the device uploaded, None while it has sent none.
+
+    `record_manifest` keeps the skills as a dict keyed by gid (or name); a list of
+    entries, the shape devices send, is read too (older or hand-edited records)."""
+    manifest = device.get("skills_manifest")
+    skills = manifest.get("skills") if isinstance(manifest, dict) else None
+    if isinstance(skills, dict):
+        gids = list(skills)
+    elif isinstance(skills, list):
+        gids = [e.get("skill_gid") or e.get("name") for e in skills if isinstance(e, dict)]
+    else:
+        return None
+    return sorted({skill_id_of(gid) for gid in gids if isinstance(gid, str)} - {""})
+
+
 # locations --------------------------------------------------------------------------
 
 def timezone_offsets(code: str) -> tuple:
@@ -209,7 +232,7 @@ def normalise_location(location) -> dict:
         lat = float(coordinate["latitude"])
         lon = float(coordinate["longitude"])
     except (KeyError, TypeError, ValueError, OverflowError):  # OverflowError: a 400-digit integer
-        raise BadRequest("location.coordinate needs numeric latitude and longitude")
+        raise BadRequest("location.coordinate needs numeric latitude and longitude") from None
     if not (-90 <= lat <= 90 and -180 <= lon <= 180):
         raise BadRequest("location.coordinate is out of range")
     timezone = location.get("timezone") or {}
@@ -217,7 +240,7 @@ def normalise_location(location) -> dict:
     try:
         offset, dst = timezone_offsets(code)
     except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise BadRequest("location.timezone.code must be an IANA time zone such as Europe/Lisbon")
+        raise BadRequest("location.timezone.code must be an IANA time zone such as Europe/Lisbon") from None
     city = location.get("city") if isinstance(location.get("city"), dict) else {}
     state = city.get("state") if isinstance(city.get("state"), dict) else {}
     country = state.get("country") if isinstance(state.get("country"), dict) else {}
@@ -269,8 +292,10 @@ def wire_settings(device: dict) -> dict:
             "listenerSetting": listener, "hotwordsSetting": hotwords, "ttsSettings": tts}
 
 
-def admin_view(device: dict) -> dict:
-    """The row format the admin client and the old manager UI read (secrets left out)."""
+def admin_view(store: Store, device: dict) -> dict:
+    """The row format the admin client and the old manager UI read (secrets left out),
+    with when the device was last seen and last synced its skill settings (epoch
+    seconds or None) and the skills its manifest lists."""
     view = {k: device.get(k) for k in (
         "uuid", "name", "device_location", "email", "isolated_skills", "opt_in", "date_format",
         "time_format", "system_unit", "lang", "location", "ww_id", "voice_id", "wake_word",
@@ -278,4 +303,6 @@ def admin_view(device: dict) -> dict:
         "enclosure_version", "created_at")}
     view["token"] = ""  # the manager UI pops this key; token hashes never leave the server
     view["paired"] = bool(device.get("tokens"))
+    view.update(store.presence.get(device["uuid"]))
+    view["skills_installed"] = installed_skills(device) or []
     return view

@@ -76,12 +76,11 @@ def _rewrite(store: Store, metric_id: str, change) -> Optional[dict]:
     """Apply `change(metric) -> metric or None (delete)` to one metric and rewrite the log."""
     with _lock:
         metrics = store.metrics.read()
-        for position, metric in enumerate(metrics):
-            if metric.get("metric_id") == metric_id:
-                break
-        else:
+        position = next((i for i, metric in enumerate(metrics)
+                         if metric.get("metric_id") == metric_id), None)
+        if position is None:
             raise NotFound(f"unknown metric: {metric_id[:64]}")
-        changed = change(dict(metric))
+        changed = change(dict(metrics[position]))
         if changed is None:
             del metrics[position]
         else:

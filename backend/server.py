@@ -9,7 +9,9 @@ import threading
 from typing import Optional
 
 from ovos_utils.log import LOG
+from waitress.channel import HTTPChannel
 from waitress.server import create_server
+from waitress.task import WSGITask
 from waitress.wasyncore import close_all
 
 # seconds the event loop sleeps in select(); waitress reads this setting as an int, and 0
@@ -71,6 +73,7 @@ class BackendServer:
                 channel_timeout=30, ident="ovos-personal-backend",
                 # clients are on the LAN; never trust X-Forwarded-* unless a proxy is configured
                 clear_untrusted_proxy_headers=True, connection_limit=CONNECTION_LIMIT)
+            self._server.channel_class = _Channel  # this server's only: no global change
             _limit_connections_per_address(self._server, CONNECTIONS_PER_ADDRESS)
             self._thread = threading.Thread(target=self._server.run, daemon=True,
                                             name=f"personal-backend:{self.port}")
@@ -100,6 +103,31 @@ class BackendServer:
         if thread is not None and thread.is_alive():
             LOG.warning("personal backend server thread did not stop in time")
         LOG.info("personal backend stopped")
+
+
+class _KeepAliveTask(WSGITask):
+    """waitress closes the connection after any HTTP/1.1 answer it cannot give a
+    Content-Length, 304 Not Modified included, though a 304 (or 204) never has a body:
+    every conditional poll of a device would cost it a new connection, and made a 304
+    dearer for the server than the whole body. Those answers keep the connection here."""
+
+    _bodiless = False
+
+    def build_response_header(self):
+        self._bodiless = (self.status[:3] in ("204", "304") and self.version == "1.1" and
+                          self.request.headers.get("CONNECTION", "").lower() != "close")
+        try:
+            return super().build_response_header()
+        finally:
+            self._bodiless = False
+
+    def set_close_on_finish(self) -> None:
+        if not self._bodiless:
+            super().set_close_on_finish()
+
+
+class _Channel(HTTPChannel):
+    task_class = _KeepAliveTask
 
 
 def _limit_connections_per_address(server, limit: int) -> None:

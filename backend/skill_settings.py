@@ -6,10 +6,15 @@ A skill's settings live in one of two places (api-contract §4.6):
   its own values. Reads use the device's copy if it exists, else the shared entry.
 Values are stored natively; meta is stored without values. The v1 wire format puts
 values back into the meta fields as strings, as Selene does.
+
+What a device is sent follows Selene: once it has uploaded a manifest, only the skills
+the manifest lists; of a skill whose settingsmeta defines fields, only the values of
+those fields. Nothing is deleted for that: a value or a skill that comes back is served
+again, and the shared values other devices use are untouched.
 """
 import copy
 import time
-from typing import List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
 from . import devices
 from .errors import BadRequest, NotFound
@@ -22,8 +27,7 @@ def parse_gid(gid) -> Tuple[str, str]:
     """(skill_id, gid) from a gid such as `@<uuid>|<skill_id>`, `@|<skill_id>` or `name|branch`."""
     if not isinstance(gid, str) or not gid.strip() or len(gid) > ID_LIMIT:
         raise BadRequest("skill_gid must be a non-empty string")
-    parts = gid.split("|")
-    skill_id = parts[1] if parts[0].startswith("@") and len(parts) > 1 else parts[0]
+    skill_id = devices.skill_id_of(gid)
     if not skill_id:
         raise BadRequest(f"no skill id in skill_gid {gid!r}")
     return skill_id, gid
@@ -66,7 +70,7 @@ def to_native(value, field_type: str):
         try:
             number = float(value)
         except ValueError:
-            raise BadRequest(f"{value[:32]!r} is not a number")
+            raise BadRequest(f"{value[:32]!r} is not a number") from None
         return int(number) if number.is_integer() else number
     if lowered in ("none", "null"):
         return None
@@ -124,14 +128,37 @@ def effective(store: Store, device: dict, skill_id: str) -> Optional[dict]:
 
 
 def known_skills(device: dict) -> List[str]:
-    manifest = (device.get("skills_manifest") or {}).get("skills", {})
-    ids = set(device["skill_gids"]) | set(device["skills"])
-    for gid in manifest:
-        try:
-            ids.add(parse_gid(gid)[0])
-        except BadRequest:
-            continue
-    return sorted(ids)
+    """The skills a device is sent settings of: those of its manifest once it uploaded
+    one (a skill it removed is no longer served), else every skill it sent settings of
+    or was given its own values for."""
+    installed = devices.installed_skills(device)
+    if installed is not None:
+        return installed
+    return sorted(set(device["skill_gids"]) | set(device["skills"]))
+
+
+def field_names(meta) -> set:
+    """The setting names a settingsmeta defines (labels have none)."""
+    sections = meta.get("sections") if isinstance(meta, dict) else None
+    return {field.get("name") for section in sections or () if isinstance(section, dict)
+            for field in section.get("fields") or () if isinstance(field, dict)} - {None}
+
+
+def served_values(record: dict) -> dict:
+    """The values a device is sent: those its settingsmeta has fields for (a value whose
+    field the skill dropped from its definition stays stored, unserved), or every value
+    when the meta defines no field."""
+    settings = record.get("settings", {})
+    names = field_names(record.get("meta"))
+    return {k: v for k, v in settings.items() if k in names} if names else settings
+
+
+def _served(store: Store, device: dict) -> Iterator[Tuple[str, dict]]:
+    """(skill id, effective record) of each skill with settings the device is sent."""
+    for skill_id in known_skills(device):
+        record = effective(store, device, skill_id)
+        if record:
+            yield skill_id, record
 
 
 def _gid(device: dict, skill_id: str) -> str:
@@ -140,7 +167,8 @@ def _gid(device: dict, skill_id: str) -> str:
 
 def _save(store: Store, uuid: str, skill_id: str, gid: Optional[str],
           change) -> dict:
-    """Apply `change(record or None) -> record` where this device's settings for the skill live."""
+    """Apply `change(record or None) -> record` where this device's settings for the skill
+    live, and remember the device has the skill (under `gid`, else the gid it had)."""
     result = {}
 
     def unless_same(record):
@@ -152,8 +180,7 @@ def _save(store: Store, uuid: str, skill_id: str, gid: Optional[str],
     def apply(device):
         if device is None:
             raise NotFound(f"unknown device: {uuid[:64]}")
-        if gid:
-            device["skill_gids"][skill_id] = gid
+        device["skill_gids"][skill_id] = gid or _gid(device, skill_id)
         if _own_copy(device, skill_id):
             current = device["skills"].get(skill_id) or store.shared_skills.get(skill_id)
             device["skills"][skill_id] = result["record"] = unless_same(copy.deepcopy(current))
@@ -213,29 +240,79 @@ def wire_entry(record: dict, gid: str) -> dict:
 
 def v1_list(store: Store, device: dict) -> List[dict]:
     """GET /skill: entries for the skills this device has."""
-    entries = []
-    for skill_id in known_skills(device):
-        record = effective(store, device, skill_id)
-        if record:
-            entries.append(wire_entry(record, _gid(device, skill_id)))
-    return entries
+    return [wire_entry(record, _gid(device, skill_id)) for skill_id, record in _served(store, device)]
 
 
 def v2_map(store: Store, device: dict) -> dict:
     """GET /skill/settings: values keyed by the full gid the device uploaded."""
-    result = {}
-    for skill_id in known_skills(device):
-        record = effective(store, device, skill_id)
-        if record:
-            result[_gid(device, skill_id)] = record.get("settings", {})
-    return result
+    return {_gid(device, skill_id): served_values(record) for skill_id, record in _served(store, device)}
+
+
+# two-way sync (our extension: GET and PATCH /skill/sync) -------------------------------
+
+def _sync_entry(record: dict, gid: str) -> dict:
+    return {"gid": gid, "settings": served_values(record), "updated_at": record.get("updated_at", 0.0)}
+
+
+def sync_view(store: Store, device: dict) -> dict:
+    """GET /skill/sync: `{"skills": {skill_id: {"gid", "settings", "updated_at"}}}`.
+
+    The same skills and values as `v2_map`, keyed by bare skill id, with the time the
+    values last changed, so a device can tell whose copy of a skill is newer. `device`
+    is its record (`devices.peek`)."""
+    return {"skills": {skill_id: _sync_entry(record, _gid(device, skill_id))
+                       for skill_id, record in _served(store, device)}}
+
+
+def push_values(store: Store, uuid: str, skill_id: str, values: dict,
+                gid: Optional[str] = None) -> dict:
+    """PATCH /skill/sync: merge `values` ({name: value}) into the skill's settings where
+    this device's live (its own copy, else the shared record; created when absent).
+
+    Only the given names change; `updated_at` moves only if a value did. Names starting
+    with "_" are refused: a skill's private settings never leave the device. The device
+    is known to have the skill from then on, under `gid` when given (else the gid it had,
+    or `@<uuid>|<skill_id>`). Answers `{"skill_id", "gid", "settings", "updated_at"}`,
+    settings as `sync_view` serves them (a name the skill's settingsmeta lacks is
+    stored, not served).
+    """
+    skill_id = _check_skill_id(skill_id)
+    if "|" in skill_id:
+        raise BadRequest("skill_id is a bare skill id; a gid goes in gid")
+    if gid is not None and parse_gid(gid)[0] != skill_id:
+        raise BadRequest(f"gid {gid[:64]!r} names another skill than {skill_id[:64]!r}")
+    values = _check_values(values)
+
+    def change(record):
+        record = record or {}
+        return _record(skill_id, record.get("display_name"),
+                       record.get("meta", {"sections": []}), {**record.get("settings", {}), **values})
+
+    record = _save(store, uuid, skill_id, gid, change)
+    return {"skill_id": skill_id, **_sync_entry(record, _gid(devices.peek(store, uuid), skill_id))}
+
+
+def _check_values(values) -> dict:
+    if not isinstance(values, dict):
+        raise BadRequest("settings must be an object of {name: value}")
+    if not all(isinstance(k, str) and 0 < len(k) <= ID_LIMIT for k in values):
+        raise BadRequest(f"setting names must be non-empty strings of at most {ID_LIMIT} characters")
+    private = sorted(k for k in values if k.startswith("_"))
+    if private:
+        raise BadRequest(f"private settings (names starting with '_') stay on the device: {private[:5]}")
+    return values
 
 
 # admin operations (api-contract §7.2) ------------------------------------------------
 
-def _check_admin_input(skill_id, settings, meta) -> Tuple[dict, dict]:
+def _check_skill_id(skill_id) -> str:
     if not isinstance(skill_id, str) or not skill_id or len(skill_id) > ID_LIMIT:
-        raise BadRequest("skill_id must be a non-empty string")
+        raise BadRequest(f"skill_id must be a non-empty string of at most {ID_LIMIT} characters")
+    return skill_id
+
+
+def _check_admin_input(skill_id, settings, meta) -> Tuple[dict, dict]:
+    _check_skill_id(skill_id)
     if settings is None:
         settings = {}
     if not isinstance(settings, dict):
@@ -282,8 +359,7 @@ def shared_delete(store: Store, skill_id: str) -> bool:
 
 def device_list(store: Store, uuid: str) -> List[dict]:
     device = devices.get(store, uuid)
-    return [admin_view(effective(store, device, s), _gid(device, s))
-            for s in known_skills(device) if effective(store, device, s)]
+    return [admin_view(record, _gid(device, skill_id)) for skill_id, record in _served(store, device)]
 
 
 def device_get(store: Store, uuid: str, skill_id: str) -> dict:

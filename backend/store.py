@@ -11,7 +11,11 @@ the guarantees it lacks:
 * a file that fails to parse is refused loudly: the last good copy (in memory, or the
   `.bak` kept beside every file) is restored and the bad file kept as `.rejected`;
   the store is never silently emptied;
-* append-only records go to a JSON Lines log, so a write costs the same at any size.
+* append-only records go to a JSON Lines log, so a write costs the same at any size;
+* listeners are told the key of each record that changed, by a write or a hand edit
+  (the in-process sync agent follows device records and shared skill settings);
+* when each device was last seen lives in memory (`Presence`): a device polls every
+  minute, and writing its file on each poll would cost an fsync per request.
 
 Layout under the data path::
 
@@ -203,18 +207,45 @@ def _load_or_restore(path: str, last_good: Optional[dict]) -> Optional[Document]
         return good
 
 
+# told (collection name, record key) after a change
+Listener = Callable[[str, str], None]
+
+
 class Collection:
     """Records keyed by id, with optional secondary indexes.
 
-    `index` maps a record to the values it can be found by (e.g. token hashes).
-    Reads return copies; writes are durable when they return.
+    `index` maps a record to the values it can be found by (e.g. token hashes);
+    `name` is what listeners are told. Reads return copies; writes are durable when
+    they return.
     """
 
-    def __init__(self, index: Optional[Callable[[dict], Iterable[str]]] = None):
+    def __init__(self, name: str, index: Optional[Callable[[dict], Iterable[str]]] = None):
+        self.name = name
         self._records: Dict[str, dict] = {}
         self._index_fn = index
         self._index: Dict[str, str] = {}
         self._write_lock = threading.RLock()
+        self._listeners: List[Listener] = []
+
+    def add_listener(self, callback: Listener) -> None:
+        """Call `callback(name, key)` after a record is written or deleted, or found
+        changed on disk. It runs in the writer's thread, after the write (outside this
+        collection's lock, except for a hand edit noticed by a write): keep it short,
+        never wait for another writer. What it raises is logged, never given to the writer."""
+        self._listeners.append(callback)
+
+    def remove_listener(self, callback: Listener) -> None:
+        """Stop calling `callback` (nothing happens if it was not listening)."""
+        if callback in self._listeners:
+            self._listeners.remove(callback)
+
+    def _notify(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            for listener in list(self._listeners):
+                try:
+                    listener(self.name, key)
+                except Exception:
+                    LOG.exception(f"a store listener failed on {self.name} {key!r}")
 
     # subclass hooks ---------------------------------------------------------------
     def _refresh(self) -> None:
@@ -254,9 +285,8 @@ class Collection:
     def put(self, key: str, record: dict) -> dict:
         check_storable({key: record})
         with self._write_lock:
-            self._refresh()
-            self._persist(key, record)
-            self._set(key, clone(record))
+            self._write(key, record)
+        self._notify([key])
         return record
 
     def delete(self, key: str) -> bool:
@@ -266,7 +296,8 @@ class Collection:
                 return False
             self._persist(key, None)
             self._set(key, None)
-            return True
+        self._notify([key])
+        return True
 
     def update(self, key: str, change: Callable[[Optional[dict]], Optional[dict]]) -> Optional[dict]:
         """Read-modify-write one record atomically with respect to other writers.
@@ -277,9 +308,19 @@ class Collection:
         with self._write_lock:
             old = self.peek(key)  # only compared: `change` gets the copy
             new = change(clone(old) if old is not None else None)
-            if new is not None and new != old:  # an unchanged record costs no write
-                self.put(key, new)
-            return new
+            changed = new is not None and new != old  # an unchanged record costs no write
+            if changed:
+                check_storable({key: new})
+                self._write(key, new)
+        if changed:
+            self._notify([key])
+        return new
+
+    def _write(self, key: str, record: dict) -> None:
+        """Store a checked record; the caller holds the write lock."""
+        self._refresh()
+        self._persist(key, record)
+        self._set(key, clone(record))
 
     # in-memory bookkeeping ----------------------------------------------------------
     def _set(self, key: str, record: Optional[dict]) -> None:
@@ -295,34 +336,42 @@ class Collection:
                 for value in self._index_fn(record):
                     self._index[value] = key
 
-    def _reset(self, records: Dict[str, dict]) -> None:
+    def _reset(self, records: Dict[str, dict]) -> List[str]:
+        """Replace every record; the keys whose record changed."""
+        old = self._records
         self._records = {}
         self._index = {}
         for key, record in records.items():
             self._set(key, record)
+        return [key for key in old.keys() | records.keys() if old.get(key) != records.get(key)]
 
 
 class FileCollection(Collection):
-    """A small collection kept in one JSON file `{key: record}`."""
+    """A small collection kept in one JSON file `{key: record}`, named after the file
+    unless `name` is given."""
 
-    def __init__(self, path: str, index=None):
-        super().__init__(index)
+    def __init__(self, path: str, index=None, name: str = ""):
+        super().__init__(name or basename(path).rsplit(".", 1)[0], index)
         self.path = path
         self._signature = None
         remove_stale_temp_files(os.path.dirname(path))
         self._reload(initial=True)
 
-    def _reload(self, initial: bool = False) -> None:
+    def _reload(self, initial: bool = False) -> List[str]:
+        """Read the file again; the keys whose record changed."""
         doc = _load_or_restore(self.path, None if initial else self._records)
-        self._reset(dict(doc) if doc is not None else {})
+        changed = self._reset(dict(doc) if doc is not None else {})
         self._signature = _signature(self.path)
+        return changed
 
     def _refresh(self) -> None:
         if _signature(self.path) != self._signature:
+            changed = []
             with self._write_lock:
                 if _signature(self.path) != self._signature:
                     LOG.info(f"{self.path} changed on disk, reloading")
-                    self._reload()
+                    changed = self._reload()
+            self._notify(changed)
 
     def _persist(self, key: str, record: Optional[dict]) -> None:
         data = dict(self._records)
@@ -340,7 +389,7 @@ class DirCollection(Collection):
     SUFFIX = ".json"
 
     def __init__(self, folder: str, index=None):
-        super().__init__(index)
+        super().__init__(basename(folder), index)
         self.folder = folder
         os.makedirs(folder, exist_ok=True)
         remove_stale_temp_files(folder)
@@ -361,38 +410,47 @@ class DirCollection(Collection):
             return None
         if _signature(self._path(key)) != self._signatures.get(key):
             with self._write_lock:
-                self._load(key)
+                changed = self._load(key)
+            if changed:
+                self._notify([key])
         return self._records.get(key)
 
-    def _scan(self, initial: bool = False) -> None:
+    def _scan(self, initial: bool = False) -> List[str]:
+        """Read the folder again; the keys whose record changed."""
         names = {f[:-len(self.SUFFIX)] for f in os.listdir(self.folder)
                  if f.endswith(self.SUFFIX) and SAFE_KEY.match(f[:-len(self.SUFFIX)])}
-        for key in set(self._records) - names:
+        changed = list(set(self._records) - names)
+        for key in changed:
             self._set(key, None)
             self._signatures.pop(key, None)
-        for key in names:
-            self._load(key, initial)
+        changed += [key for key in names if self._load(key, initial)]
         self._dir_signature = _signature(self.folder)
+        return changed
 
-    def _load(self, key: str, initial: bool = False) -> None:
+    def _load(self, key: str, initial: bool = False) -> bool:
+        """Read one record's file again if it changed; whether the record did."""
         path = self._path(key)
         signature = _signature(path)
         if signature is not None and signature == self._signatures.get(key):
-            return
-        last_good = None if initial else self._records.get(key)
-        doc = _load_or_restore(path, last_good)
-        self._set(key, dict(doc) if doc is not None else None)
+            return False
+        old = self._records.get(key)
+        doc = _load_or_restore(path, None if initial else old)
+        new = dict(doc) if doc is not None else None
+        self._set(key, new)
         if doc is None:
             self._signatures.pop(key, None)
         else:
             self._signatures[key] = _signature(path)
+        return new != old
 
     def _refresh(self) -> None:
         # a folder's mtime changes when a file is added, removed or replaced
         if _signature(self.folder) != self._dir_signature:
+            changed = []
             with self._write_lock:
                 if _signature(self.folder) != self._dir_signature:
-                    self._scan()
+                    changed = self._scan()
+            self._notify(changed)
 
     def _persist(self, key: str, record: Optional[dict]) -> None:
         path = self._path(key)
@@ -484,6 +542,80 @@ class AppendLog:
             write_atomic(self.path, payload.encode("utf-8"))
 
 
+def _time(value) -> Optional[float]:
+    """A stored epoch time, or None for anything else (a hand edit may leave text)."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+class Presence:
+    """When each device was last seen (any authenticated request) and last synced its
+    skill settings, kept in memory: devices poll every minute, and writing a device's
+    file at each poll would cost an fsync per request.
+
+    The times reach the device record (`last_seen`, `settings_synced_at`) when the
+    stored ones are `interval` seconds old or absent: a device's file is written at
+    most once per interval, and a restart finds them at most that much behind.
+    """
+
+    FIELDS = ("last_seen", "settings_synced_at")
+
+    def __init__(self, devices: Collection, interval: float = 600,
+                 clock: Callable[[], float] = time.time):
+        self._devices = devices
+        self.interval = interval
+        self._clock = clock
+        self._times: Dict[str, Dict[str, float]] = {}
+        self._written: Dict[str, float] = {}  # when each device's record last got its times
+        self._lock = threading.Lock()
+
+    def seen(self, uuid: str) -> None:
+        """The device made an authenticated request."""
+        self._note(uuid, "last_seen")
+
+    def synced(self, uuid: str) -> None:
+        """The device read its skill settings, or sent some."""
+        self._note(uuid, "settings_synced_at")
+
+    def get(self, uuid: str) -> Dict[str, Optional[float]]:
+        """{field: epoch seconds or None}: the fresher of memory and the stored record."""
+        record = self._devices.peek(uuid) or {}
+        with self._lock:
+            times = dict(self._times.get(uuid, {}))
+        return {field: max(filter(None, (times.get(field), _time(record.get(field)))), default=None)
+                for field in self.FIELDS}
+
+    def _note(self, uuid: str, field: str) -> None:
+        now = self._clock()
+        # first sight: the record itself tells when it last got the times
+        stored = None if uuid in self._written else self._stored_time(uuid)
+        with self._lock:
+            times = self._times.setdefault(uuid, {})
+            times[field] = now
+            written = self._written.setdefault(uuid, stored or 0.0)
+            due = now - written >= self.interval
+            if due:
+                self._written[uuid] = now
+                times = dict(times)
+        if due:
+            self._write(uuid, times)
+
+    def _stored_time(self, uuid: str) -> float:
+        stored = self._devices.peek(uuid) or {}
+        return max(filter(None, (_time(stored.get(f)) for f in self.FIELDS)), default=0.0)
+
+    def _write(self, uuid: str, times: Dict[str, float]) -> None:
+        def apply(device: Optional[dict]) -> Optional[dict]:
+            if device is None:  # forgotten meanwhile
+                return None
+            fresher = {f: t for f, t in times.items() if t > (_time(device.get(f)) or 0)}
+            return {**device, **fresher} if fresher else None
+
+        try:
+            self._devices.update(uuid, apply)
+        except StorageError as e:  # a full disk must not fail the device's request
+            LOG.warning(f"cannot store when device {uuid} was last seen: {e.message}")
+
+
 def _device_tokens(record: dict) -> Iterable[str]:
     return [h for h in (record.get("tokens") or {}).values() if isinstance(h, str) and h]
 
@@ -500,9 +632,11 @@ class Store:
         if not isdir(data_path) or not os.access(data_path, os.W_OK):
             raise StorageError(f"data folder {data_path} is not writable")
         self.devices = DirCollection(join(data_path, "devices"), index=_device_tokens)
+        self.presence = Presence(self.devices)
         self.pairings = DirCollection(join(data_path, "pairings"),
                                       index=lambda r: [r.get("token_hash", "")])
-        self.shared_skills = FileCollection(join(data_path, "skill_settings.json"))
+        self.shared_skills = FileCollection(join(data_path, "skill_settings.json"),
+                                            name="shared_skills")
         self.metrics = AppendLog(join(data_path, "metrics.jsonl"))
         self.oauth_apps = FileCollection(join(data_path, "oauth_apps.json"))  # admin-registered apps
         self.oauth_tokens = FileCollection(join(data_path, "oauth_tokens.json"))  # by token id
@@ -511,6 +645,17 @@ class Store:
         self.voice_definitions = FileCollection(join(data_path, "voice_definitions.json"))
         self.utterances = DirCollection(join(data_path, "utterances"))  # datasets.py
         self.wakewords = DirCollection(join(data_path, "wakewords"))  # datasets.py
+
+    def add_listener(self, callback: Listener) -> None:
+        """Call `callback(collection, key)` after a device record ("devices", uuid) or a
+        skill's shared settings ("shared_skills", skill id) is written, deleted or found
+        changed on disk (see `Collection.add_listener`)."""
+        for collection in (self.devices, self.shared_skills):
+            collection.add_listener(callback)
+
+    def remove_listener(self, callback: Listener) -> None:
+        for collection in (self.devices, self.shared_skills):
+            collection.remove_listener(callback)
 
     def folder(self, *parts: str) -> str:
         """A sub-folder of the data path for files the services write (recordings)."""

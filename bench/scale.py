@@ -221,8 +221,10 @@ def measure_fleet(commands: Dict[str, List[str]], seconds: float, processes: int
                  for size in (10, 1000)]
         ratio = sizes[1]["rps"] / sizes[0]["rps"]
         # each round's own ratio shows how much of the spread is the machine's
-        by_round = [len(big["latencies"]) / big["seconds"] / (len(small["latencies"]) / small["seconds"])
-                    for small, big in zip(raws[name, 10], raws[name, 1000])]
+        smalls, bigs = raws[name, 10], raws[name, 1000]  # one result per round each
+        by_round = [len(bigs[i]["latencies"]) / bigs[i]["seconds"]
+                    / (len(smalls[i]["latencies"]) / smalls[i]["seconds"])
+                    for i in range(min(len(smalls), len(bigs)))]
         lines += sizes + [{"measure": "fleet_ratio", "command": name,
                            "rps_1000_over_10": round(ratio, 3),
                            "rounds": [round(r, 3) for r in by_round],

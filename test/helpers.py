@@ -9,14 +9,10 @@ for a block and puts it back afterwards.
 import contextlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import threading
-import time
 import uuid as uuidlib
 from collections import Counter
-from typing import Iterator, List, Optional, Sequence
+from typing import Iterator, List, Optional
 
 import pytest
 import requests
@@ -25,6 +21,7 @@ from ovos_backend_client.backends.personal import PersonalBackend
 from ovos_backend_client.identity import IdentityManager
 
 from conftest import ADMIN_KEY
+from server_process import ServerProcess, raw_pair  # noqa: F401 (tests import them from here)
 from ovos_skill_personal_backend.backend import create_app
 from ovos_skill_personal_backend.backend.server import BackendServer
 from ovos_skill_personal_backend.backend.store import Store
@@ -130,17 +127,6 @@ def bearer(token: str) -> dict:
     return {"Authorization": f"Bearer {token}"}
 
 
-def raw_pair(url: str, version: str = "v1") -> dict:
-    """Pair over plain HTTP (auto mode); returns the login. For load tests without the client."""
-    state = str(uuidlib.uuid4())
-    code = requests.get(f"{url}/{version}/device/code", params={"state": state}, timeout=30)
-    code.raise_for_status()
-    answer = requests.post(f"{url}/{version}/device/activate",
-                           json={"state": state, "token": code.json()["token"]}, timeout=30)
-    answer.raise_for_status()
-    return answer.json()
-
-
 def is_truthy_json(response: requests.Response) -> bool:
     """What the client's pairing check (`bool(device_get())`) would make of a body."""
     try:
@@ -168,87 +154,6 @@ def assert_json_files_parse(folder) -> int:
             continue
         checked += 1
     return checked
-
-
-# the standalone server as a subprocess ----------------------------------------------
-
-class ServerProcess:
-    """`python -m ...backend.cli` in a child process, for CLI, signal and crash tests.
-
-    Its output is drained by threads (a full pipe would block the server) into `output`.
-    """
-
-    def __init__(self, *args: str, env: Optional[dict] = None, launcher: Sequence[str] = ()):
-        self.args = list(args)
-        self.launcher = list(launcher)  # a command the server is run through (e.g. unshare)
-        self.env = {**os.environ, **(env or {})}
-        self.proc: Optional[subprocess.Popen] = None
-        self.banner = ""
-        self.output: List[str] = []
-        self._drains: List[threading.Thread] = []
-
-    def start(self, wait_for: Optional[str] = "ovos-personal-backend serving on",
-              timeout: float = 60) -> "ServerProcess":
-        """Start; wait for a line containing `wait_for` (None: do not wait)."""
-        self.proc = subprocess.Popen(
-            [*self.launcher, sys.executable, "-m", "ovos_skill_personal_backend.backend.cli",
-             *self.args],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env)
-        for stream in (self.proc.stdout, self.proc.stderr):
-            drain = threading.Thread(target=self._drain, args=(stream,), daemon=True)
-            drain.start()
-            self._drains.append(drain)
-        if wait_for is None:
-            return self
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = [line for line in self.output if wait_for in line]
-            if found:
-                self.banner = found[0]
-                return self
-            if self.proc.poll() is not None:
-                self.finish()
-                raise RuntimeError(f"server exited {self.proc.returncode}: {self.text}")
-            time.sleep(0.02)
-        self.stop()
-        raise RuntimeError(f"server did not start in time: {self.text}")
-
-    def _drain(self, stream) -> None:
-        for line in stream:
-            self.output.append(line)
-
-    @property
-    def text(self) -> str:
-        return "".join(self.output)
-
-    def signal(self, sig: int = signal.SIGTERM) -> None:
-        self.proc.send_signal(sig)
-
-    def wait(self, timeout: float = 30) -> int:
-        code = self.proc.wait(timeout)
-        self.finish()
-        return code
-
-    def finish(self) -> None:
-        """Collect the rest of the output once the process has exited."""
-        for drain in self._drains:
-            drain.join(10)
-
-    def kill(self) -> None:
-        """SIGKILL: no cleanup runs, as in a power cut (minus the disk cache)."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        if self.proc:
-            self.finish()
 
 
 # mixed writes for the load and crash tests ------------------------------------------
@@ -331,20 +236,20 @@ def read_jsonl(path) -> List[dict]:
 
 def lost_writes(url: str, data_path, writers: List[Writer]) -> Counter:
     """How many acknowledged writes cannot be read back, by kind (the server at `url`
-    serving `data_path`): metrics from the log, settings and pairings over HTTP."""
+    serving `data_path`): metrics from the log, settings and pairings over HTTP.
+
+    Settings are read as stored (the writers share them), from the admin API: a device is
+    only sent the values its skill's latest settingsmeta has fields for, and each write
+    here uploads a settingsmeta of one field."""
     stored = {(m["meta"]["writer"], m["meta"]["seq"]) for m in read_jsonl(os.path.join(data_path, "metrics.jsonl"))
               if m.get("metric_type") == "load_test"}
     lost = Counter(metric=0, setting=0, pairing=0)
     session = requests.Session()
-    seen_settings = {}
+    settings = {skill: session.get(f"{url}/v1/admin/skill_settings/{skill}", headers=admin_headers(),
+                                   timeout=60).json().get("settings", {}) for skill in LOAD_SKILLS}
     for w in writers:
         lost["metric"] += sum(1 for key in w.acked["metric"] if key not in stored)
-        uuid = w.login["uuid"]
-        if uuid not in seen_settings:
-            seen_settings[uuid] = session.get(f"{url}/v1/device/{uuid}/skill/settings",
-                                              headers=bearer(w.login["accessToken"]), timeout=60).json()
-        for skill, name, value in w.acked["setting"]:
-            lost["setting"] += seen_settings[uuid].get(f"@{uuid}|{skill}", {}).get(name) != value
+        lost["setting"] += sum(settings[skill].get(name) != value for skill, name, value in w.acked["setting"])
         for login in w.acked["pairing"]:
             answer = session.get(f"{url}/v1/device/{login['uuid']}", headers=bearer(login["accessToken"]),
                                  timeout=60)

@@ -30,8 +30,7 @@ TURN_TIMEOUT = 15
 
 
 def settings_path() -> str:
-    return os.path.join(os.environ["XDG_CONFIG_HOME"], "mycroft", "skills", SKILL_ID,
-                        "settings.json")
+    return skill_settings_path(SKILL_ID)
 
 
 def read_settings() -> dict:
@@ -70,13 +69,24 @@ def write_user_config(data: Optional[dict]) -> None:
         json.dump(data, f)
 
 
+def skill_settings_path(skill_id: str) -> str:
+    return os.path.join(os.environ["XDG_CONFIG_HOME"], "mycroft", "skills", skill_id,
+                        "settings.json")
+
+
+def state_path() -> str:
+    """The skill's own bookkeeping (device/state.py), in its ovos-workshop data folder."""
+    return os.path.join(os.environ["XDG_DATA_HOME"], "mycroft", "filesystem", "skills", SKILL_ID,
+                        "state.json")
+
+
 def identity_path() -> str:
     return os.path.join(os.environ["XDG_CONFIG_HOME"], "mycroft", "identity", "identity2.json")
 
 
 def reset_device() -> None:
-    """Forget what a previous test left on the device: identity, config, settings."""
-    for path in (identity_path(), find_user_config(), settings_path()):
+    """Forget what a previous test left on the device: identity, config, settings, state."""
+    for path in (identity_path(), find_user_config(), settings_path(), state_path()):
         if os.path.exists(path):
             os.remove(path)
     # this process's Configuration() caches the files: drop the removed user config too, or
@@ -89,8 +99,8 @@ def reset_device() -> None:
 class Device:
     """A device running the skill inside a MiniCroft, with a message log."""
 
-    def __init__(self):
-        self.croft = get_minicroft([SKILL_ID], default_pipeline=PIPELINE, lang="en-US",
+    def __init__(self, skills=(SKILL_ID,)):
+        self.croft = get_minicroft(list(skills), default_pipeline=PIPELINE, lang="en-US",
                                    pipeline_config=PIPELINE_CONFIG)
         self.boot = list(self.croft.boot_messages)
         self.log: List[Message] = []

@@ -148,3 +148,27 @@ def test_body_over_max_body_mb_is_json_413(tmp_path):
         # just under the limit the body reaches the route
         answer = requests.put(skill, data=b"x" * 1_000_000, headers=bearer(login["accessToken"]), timeout=30)
         assert answer.status_code == 400 and "JSON" in answer.json()["error"]
+
+
+@pytest.mark.parametrize("connection", ["", "close"])
+def test_a_304_keeps_the_connection_open_unless_asked_to_close(live_server, connection):
+    """waitress closes after every answer without a Content-Length, 304s included: each
+    conditional poll of a device then cost it a new connection."""
+    import http.client
+    login = raw_pair(live_server.url)
+    path = f"/v1/device/{login['uuid']}/setting"
+    headers = bearer(login["accessToken"])
+    conn = http.client.HTTPConnection("127.0.0.1", live_server.port, timeout=10)
+    conn.request("GET", path, headers=headers)
+    first = conn.getresponse()
+    first.read()
+    sock = conn.sock
+    extra = {"Connection": connection} if connection else {}
+    conn.request("GET", path, headers={**headers, **extra, "If-None-Match": first.getheader("ETag")})
+    second = conn.getresponse()
+    assert second.status == 304 and second.read() == b""
+    assert (second.getheader("Connection") == "close") == (connection == "close")
+    if not connection:
+        conn.request("GET", path, headers=headers)  # the same socket serves the next poll
+        assert conn.getresponse().status == 200 and conn.sock is sock
+    conn.close()

@@ -7,7 +7,8 @@ import uuid
 import pytest
 from ovos_config.locations import find_user_config
 
-from ovos_skill_personal_backend.backend import device_config, devices, pairing
+from ovos_skill_personal_backend.backend import devices, pairing
+from ovos_skill_personal_backend.device import mycroft_conf as device_config
 from ovos_skill_personal_backend.backend.services import places
 from skill_harness import Device, identity_path, reset_device, user_config, write_settings, \
     write_user_config

@@ -8,7 +8,7 @@ import requests
 from ovos_bus_client.message import Message
 
 from conftest import free_port
-from ovos_skill_personal_backend.backend import device_config
+from ovos_skill_personal_backend.device import mycroft_conf as device_config
 from skill_harness import SKILL_ID, Device, read_settings, reset_device, user_config, \
     write_settings, write_user_config
 

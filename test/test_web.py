@@ -10,6 +10,8 @@ from conftest import ADMIN_KEY, make_config
 from ovos_skill_personal_backend.backend import create_app, datasets, devices, pairing, skill_settings
 from ovos_skill_personal_backend.backend.store import Store
 from ovos_skill_personal_backend.backend.web import charts, security
+
+from browser import Browser
 from audio import buzz_wav
 
 PAGES = ["/admin/", "/admin/devices", "/admin/skills", "/admin/recordings",
@@ -25,30 +27,6 @@ def config_path(tmp_path):
 def app(config, store, config_path):
     config["microservices"]["owm_key"] = "owm-secret-1234"
     return create_app(config, store, config_path=str(config_path))
-
-
-class Browser:
-    """The test client plus what a browser does for the user: keep the session and
-    send the page's CSRF token with each form."""
-
-    def __init__(self, client):
-        self.client = client
-
-    def csrf(self) -> str:
-        with self.client.session_transaction("/admin/") as session:
-            if "csrf" not in session:
-                session["csrf"] = "token-" + str(time.time())
-            return session["csrf"]
-
-    def login(self, key: str = ADMIN_KEY, **kwargs):
-        return self.client.post("/admin/login", data={"admin_key": key, "csrf_token": self.csrf(),
-                                                      "next": "/admin/"}, **kwargs)
-
-    def get(self, path: str, **kwargs):
-        return self.client.get(path, **kwargs)
-
-    def post(self, path: str, data=None, **kwargs):
-        return self.client.post(path, data={"csrf_token": self.csrf(), **(data or {})}, **kwargs)
 
 
 @pytest.fixture
@@ -406,6 +384,31 @@ def test_device_settings_override_then_reset(admin, skill, device, store):
     assert "own settings" in admin.get(path).get_data(as_text=True)
     admin.post(path, data={"action": "reset"})
     assert skill_settings.v2_map(store, devices.get(store, device["uuid"]))[skill]["user"] == "anne"
+
+
+def test_device_page_shows_installed_skills_and_last_contact(admin, skill, device, store):
+    uuid = device["uuid"]
+
+    def page() -> tuple:
+        html = admin.get(f"/admin/devices/{uuid}").get_data(as_text=True)
+        return (re.search(r'<dl class="facts" id="contact">(.*?)</dl>', html, re.S).group(1),
+                re.search(r'<section[^>]*id="skills">(.*?)</section>', html, re.S).group(1))
+
+    contact, skills = page()
+    assert contact.count("<dd>never</dd>") == 2
+    # before the device reports its installed skills: those that sent settings
+    assert f'<a href="/admin/skills/device/{uuid}/{SKILL}">Weather</a>' in skills
+    assert "not reported its installed skills" in skills
+
+    devices.record_manifest(store, uuid, {"skills": [{"name": SKILL, "skill_gid": skill},
+                                                     {"name": "skill-timer.openvoiceos"}]})
+    store.presence.seen(uuid)
+    contact, skills = page()
+    assert re.search(r"Last seen</dt><dd><time>\d{4}-\d\d-\d\d \d\d:\d\d</time> \(just now\)", contact)
+    assert "Settings last synced</dt><dd>never</dd>" in contact
+    assert f'<a href="/admin/skills/device/{uuid}/{SKILL}">Weather</a>' in skills
+    assert 'skill-timer.openvoiceos <span class="muted">no settings</span>' in skills
+    assert "not reported" not in skills
 
 
 def test_unknown_skill_is_a_404_page(admin, device):

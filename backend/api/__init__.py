@@ -1,8 +1,10 @@
-"""HTTP blueprints, and what they share: the request's store/config, body parsing, auth."""
+"""HTTP blueprints, and what they share: the request's store/config, body parsing, auth,
+conditional answers."""
 import functools
+import hashlib
 import hmac
 
-from flask import Response, current_app, g, request
+from flask import Response, current_app, g, jsonify, request
 
 from .. import pairing, ratelimit
 from ..errors import BadRequest, Forbidden, Unauthorized
@@ -36,9 +38,25 @@ def json_body(default=None):
     try:
         body = request.get_json(force=True, silent=False)
     except Exception:  # a decoding error, or nesting deep enough to exhaust the recursion limit
-        raise BadRequest("the body is not valid JSON")
+        raise BadRequest("the body is not valid JSON") from None
     check_storable(body)  # here too, for routes that pass a body on unstored (e-mail)
     return body
+
+
+def conditional_json(data) -> Response:
+    """`data` as JSON with a strong ETag (a hash of the exact body), or a 304 with no
+    body when the request's If-None-Match names that tag (or is `*`).
+
+    mycroft-core polls its settings with If-None-Match and keeps its copy on a 304
+    (api-contract §1.5); ovos-backend-client never sends it and always gets the body."""
+    response = jsonify(data)
+    etag = hashlib.blake2b(response.get_data(), digest_size=12).hexdigest()
+    # If-None-Match compares weakly (RFC 9110 13.1.2): W/"<tag>" matches too
+    if request.if_none_match.contains_weak(etag):
+        response = current_app.response_class(status=304)
+        del response.headers["Content-Type"]
+    response.set_etag(etag)
+    return response
 
 
 def not_paired(message: str) -> Response:
@@ -59,6 +77,7 @@ def device_required(view):
         if "uuid" in kwargs and not hmac.compare_digest(kwargs["uuid"].encode("utf-8", "surrogatepass"), uuid.encode()):
             return not_paired("this token belongs to another device")
         g.uuid = uuid
+        get_store().presence.seen(uuid)
         return view(*args, **kwargs)
     return wrapper
 

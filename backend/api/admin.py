@@ -6,7 +6,7 @@ real status (404 for an unknown id, never the old backend's 200 `{"error": ...}`
 """
 import json
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, Response, current_app, jsonify
 
 from .. import definitions, devices, pairing, reconfigure, skill_settings
 from ..definitions import VOICE, WAKE_WORD
@@ -49,6 +49,10 @@ PREF_FIELDS = ("time_format", "date_format", "system_unit", "lang", "wake_word",
                "tts_module", "tts_config")
 
 
+def _device_row(device: dict) -> Response:
+    return jsonify(devices.admin_view(get_store(), device))
+
+
 def _pick(body, allowed) -> dict:
     if not isinstance(body, dict):
         raise BadRequest("expected a JSON object")
@@ -61,12 +65,12 @@ def _pick(body, allowed) -> dict:
 @bp.put("/<uuid>/device")
 def set_device_info(uuid):
     changes = _pick(json_body(), INFO_FIELDS)
-    return jsonify(devices.admin_view(devices.update(get_store(), uuid, changes)))
+    return _device_row(devices.update(get_store(), uuid, changes))
 
 
 @bp.put("/<uuid>/location")
 def set_device_location(uuid):
-    return jsonify(devices.admin_view(devices.set_location(get_store(), uuid, json_body())))
+    return _device_row(devices.set_location(get_store(), uuid, json_body()))
 
 
 @bp.put("/<uuid>/prefs")
@@ -80,7 +84,7 @@ def set_device_prefs(uuid):
             raise BadRequest("ww_module must be a string and ww_config an object")
         body["ww_config"] = {**ww_config, "module": module}
     changes = _pick(body, PREF_FIELDS)
-    return jsonify(devices.admin_view(devices.update(get_store(), uuid, changes)))
+    return _device_row(devices.update(get_store(), uuid, changes))
 
 
 # device CRUD (§7.2) ------------------------------------------------------------------
@@ -91,12 +95,13 @@ DEVICE_FIELDS = ("name", "device_location", "email", "opt_in", "isolated_skills"
 
 @bp.get("/devices/list")
 def list_devices():
-    return jsonify([devices.admin_view(d) for d in devices.list_all(get_store())])
+    store = get_store()
+    return jsonify([devices.admin_view(store, d) for d in devices.list_all(store)])
 
 
 @bp.get("/devices/<uuid>")
 def get_device(uuid):
-    return jsonify(devices.admin_view(devices.get(get_store(), uuid)))
+    return _device_row(devices.get(get_store(), uuid))
 
 
 @bp.post("/devices")
@@ -120,7 +125,7 @@ def create_device():
             device["tokens"] = {"access": pairing.hash_token(token)}
         return device
 
-    return jsonify(devices.admin_view(store.devices.update(uuid, apply)))
+    return _device_row(store.devices.update(uuid, apply))
 
 
 @bp.put("/devices/<uuid>")
@@ -130,7 +135,7 @@ def update_device(uuid):
     changes.pop("token", None)  # tokens change through pairing, never by echoing a row back
     store = get_store()
     changes = definitions.device_changes(store, changes)
-    return jsonify(devices.admin_view(devices.update(store, uuid, changes)))
+    return _device_row(devices.update(store, uuid, changes))
 
 
 @bp.delete("/devices/<uuid>")
@@ -152,7 +157,7 @@ def _settings_body(body) -> dict:
             try:
                 value = json.loads(value)
             except ValueError:
-                raise BadRequest(f"{key} is not valid JSON")
+                raise BadRequest(f"{key} is not valid JSON") from None
         parsed[name] = value
     parsed["display_name"] = body.get("display_name")
     return parsed

@@ -91,7 +91,7 @@ def _time_arg(name: str):
     try:
         return float(value)
     except ValueError:
-        raise BadRequest(f"{name} must be a Unix time in seconds")
+        raise BadRequest(f"{name} must be a Unix time in seconds") from None
 
 
 @bp.get("/metrics/list")

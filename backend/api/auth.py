@@ -36,9 +36,9 @@ def device_activate():
         body = json_body()
     # a JSON error would be saved by the device as its identity: answer in plain text
     except BadRequest as e:
-        raise pairing.ActivationRefused(e.message, status=400)
+        raise pairing.ActivationRefused(e.message, status=400) from e
     except HTTPException as e:  # e.g. 413, a body over server.max_body_mb
-        raise pairing.ActivationRefused(e.description or e.name, status=e.code)
+        raise pairing.ActivationRefused(e.description or e.name, status=e.code) from e
     if not isinstance(body, dict):
         raise pairing.ActivationRefused("expected a JSON object", status=400)
     login = pairing.activate(get_store(), get_config(), body.get("state"), body.get("token"),

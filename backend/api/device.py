@@ -1,9 +1,14 @@
-"""Device routes (api-contract §3-§5): what a paired device reads and reports."""
+"""Device routes (api-contract §3-§5): what a paired device reads and reports.
+
+What devices poll answers with an ETag, and a 304 when it has not changed
+(`conditional_json`). `/skill/sync` is our extension of Selene's protocol: a device
+reads every skill's values with their update time, and sends back the ones it changed.
+"""
 from flask import Blueprint, jsonify, request
 
 from .. import devices, metrics, skill_settings
 from ..errors import BadRequest
-from . import device_required, get_store, json_body
+from . import conditional_json, device_required, get_store, json_body
 
 bp = Blueprint("device", __name__, url_prefix="/device/<uuid>")
 
@@ -11,7 +16,7 @@ bp = Blueprint("device", __name__, url_prefix="/device/<uuid>")
 @bp.get("")
 @device_required
 def info(uuid):
-    return jsonify(devices.wire_info(devices.peek(get_store(), uuid)))
+    return conditional_json(devices.wire_info(devices.peek(get_store(), uuid)))
 
 
 @bp.patch("")
@@ -24,13 +29,13 @@ def report_version(uuid):
 @bp.get("/setting")
 @device_required
 def setting(uuid):
-    return jsonify(devices.wire_settings(devices.peek(get_store(), uuid)))
+    return conditional_json(devices.wire_settings(devices.peek(get_store(), uuid)))
 
 
 @bp.get("/location")
 @device_required
 def location(uuid):
-    return jsonify(devices.peek(get_store(), uuid)["location"])
+    return conditional_json(devices.peek(get_store(), uuid)["location"])
 
 
 @bp.get("/subscription")
@@ -63,25 +68,55 @@ def metric(uuid, name):
     return jsonify(metrics.record(store, devices.peek(store, uuid), name, json_body()))
 
 
+def _settings_read(uuid: str, view):
+    """`view(store, device record)` of a settings read, noted as the device's sync."""
+    store = get_store()
+    answer = view(store, devices.peek(store, uuid))
+    store.presence.synced(uuid)
+    return answer
+
+
 @bp.get("/skill")
 @device_required
 def skills_v1(uuid):
-    store = get_store()
-    return jsonify(skill_settings.v1_list(store, devices.peek(store, uuid)))
+    return conditional_json(_settings_read(uuid, skill_settings.v1_list))
 
 
 @bp.put("/skill")
 @device_required
 def upload_skill_v1(uuid):
-    skill_settings.upload(get_store(), uuid, json_body())
+    store = get_store()
+    skill_settings.upload(store, uuid, json_body())
+    store.presence.synced(uuid)
     return jsonify({"success": True, "uuid": uuid})
 
 
 @bp.get("/skill/settings")
 @device_required
 def skills_v2(uuid):
+    return conditional_json(_settings_read(uuid, skill_settings.v2_map))
+
+
+@bp.get("/skill/sync")
+@device_required
+def skills_sync(uuid):
+    return conditional_json(_settings_read(uuid, skill_settings.sync_view))
+
+
+SYNC_FIELDS = {"skill_id", "gid", "settings"}
+
+
+@bp.patch("/skill/sync")
+@device_required
+def push_skill_values(uuid):
+    body = json_body()
+    if not isinstance(body, dict) or not body.keys() <= SYNC_FIELDS:
+        raise BadRequest('expected {"skill_id": str, "gid": str (optional), "settings": {name: value}}')
     store = get_store()
-    return jsonify(skill_settings.v2_map(store, devices.peek(store, uuid)))
+    answer = skill_settings.push_values(store, uuid, body.get("skill_id"), body.get("settings"),
+                                        body.get("gid"))
+    store.presence.synced(uuid)
+    return jsonify(answer)
 
 
 @bp.put("/settingsMeta")

@@ -78,19 +78,25 @@ PATH_PARAMETERS = {
 def op(summary: str, auth: Optional[str] = None, query: Optional[dict] = None,
        required: Tuple[str, ...] = (), body: Optional[dict] = None, media: str = JSON,
        example=None, answers: str = JSON, returns: Optional[dict] = None,
-       refusals: str = JSON, upstream: str = "") -> dict:
+       refusals: str = JSON, upstream: str = "", etag: bool = False) -> dict:
     """One operation's entry. `auth`: "device", "admin", "session" or None; `query`:
     {name: schema}, `required` among them; `body`: the request schema, sent as `media`,
     `example` a valid one; `answers`, `returns`: media type and schema of a 200;
     `refusals`: media type of a 4xx; `upstream`: what a 5xx of this route means (it
-    calls a configured service)."""
+    calls a configured service); `etag`: the 200 carries an ETag, and a request whose
+    If-None-Match names it gets a 304."""
     return {"summary": summary, "auth": auth, "query": query or {}, "required": required,
             "body": body, "media": media, "example": example, "answers": answers,
-            "returns": returns or {}, "refusals": refusals, "upstream": upstream}
+            "returns": returns or {}, "refusals": refusals, "upstream": upstream, "etag": etag}
 
 
 def device(summary: str, **kwargs) -> dict:
     return op(summary, auth="device", **kwargs)
+
+
+def polled(summary: str, **kwargs) -> dict:
+    """A device read answered with an ETag (304 when unchanged)."""
+    return device(summary, etag=True, **kwargs)
 
 
 def admin(summary: str, **kwargs) -> dict:
@@ -129,6 +135,9 @@ SKILL_UPLOADED = {"skill_gid": "ovos-skill-demo|main", "display_name": "Demo", "
     "sections": [{"name": "Options", "fields": [
         {"name": "volume", "type": "number", "label": "Volume", "value": "5"}]}]}}
 SKILL_SET = {"skill_id": "ovos-skill-demo", "display_name": "Demo", "settings": {"volume": 5}}
+SKILL_PUSH = obj(("skill_id", "settings"), skill_id=STR, gid=STR, settings=OBJ)
+SKILL_SYNCED = obj(("skill_id", "gid", "settings", "updated_at"), skill_id=STR, gid=STR,
+                   settings=OBJ, updated_at=NUM)
 TINY_WAV = "UklGRjQAAABXQVZFZm10IBAAAAABAAEAgD4AAAB9AAACABAAZGF0YRAAAAAAAAAAAAAAAAAAAAAAAAAA"
 DEMO_METRIC = {"metric_type": "timing", "metadata": {"duration": 0.2}}
 DEMO_TOKEN = {"access_token": "demo-access", "token_type": "Bearer"}
@@ -151,12 +160,12 @@ OPERATIONS: Dict[str, dict] = {
     "auth.refresh_token": device("rotate the device's tokens (access or refresh token)",
                                  returns=REF["Login"]),
     # device (§3-§5)
-    "device.info": device("the device's identity"),
+    "device.info": polled("the device's identity"),
     "device.report_version": device("report versions", body=obj(
         coreVersion=STR, platform=STR, platform_build=STR, enclosureVersion=STR),
         example={"coreVersion": "0.0.9", "platform": "picroft", "enclosureVersion": "1.0"}),
-    "device.setting": device("the remote mycroft.conf fragment"),
-    "device.location": device("the device's location"),
+    "device.setting": polled("the remote mycroft.conf fragment"),
+    "device.location": polled("the device's location"),
     "device.subscription": device("the subscription (always free)"),
     "device.voice": device("premium voice link (none)", query={"arch": {**STR, "example": "arm"}},
                            required=("arch",)),
@@ -166,10 +175,19 @@ OPERATIONS: Dict[str, dict] = {
                  "blacklist": []}),
     "device.metric": device("report a metric", body=OBJ,
                             example={"intent_type": "demo", "duration": 0.2}),
-    "device.skills_v1": device("skill settings, v1 shape"),
+    "device.skills_v1": polled("skill settings, v1 shape"),
     "device.upload_skill_v1": device("upload skill settings (v1)", body=SKILL_UPLOAD,
                                      example=SKILL_UPLOADED),
-    "device.skills_v2": device("skill settings, v2 shape"),
+    "device.skills_v2": polled("skill settings, v2 shape"),
+    "device.skills_sync": polled(
+        "skill settings to sync (our extension): values by skill id, with their gid and the "
+        "time they last changed", returns=obj(("skills",), skills={
+            "type": "object", "additionalProperties": obj(
+                ("gid", "settings", "updated_at"), gid=STR, settings=OBJ, updated_at=NUM)})),
+    "device.push_skill_values": device(
+        "merge values into a skill's settings (our extension); names starting with _ are "
+        "refused", body=SKILL_PUSH, returns=SKILL_SYNCED,
+        example={"skill_id": "ovos-skill-demo", "settings": {"volume": 5}}),
     "device.upload_settings_meta": device("upload a settingsmeta", body=SKILL_UPLOAD,
                                           example=SKILL_UPLOADED),
     # services (§6)
@@ -345,6 +363,11 @@ def _operation(spec: dict, operation_id: str, path_names: list) -> dict:
     responses = {"200": {"description": "success",
                          "content": {spec["answers"]: {"schema": spec["returns"]}}},
                  "4XX": {"description": "refused", "content": {spec["refusals"]: refusal}}}
+    if spec["etag"]:
+        responses["200"]["headers"] = {"ETag": {"description": "a strong tag of the body",
+                                                "schema": STR}}
+        responses["304"] = {"description": "not modified: If-None-Match names the current "
+                                           "ETag (no body)"}
     if spec["auth"] == "device":
         responses["401"] = {"description": "not paired (plain text: the client would take "
                                            "any JSON object for a yes)",

@@ -59,7 +59,7 @@ def _search(url: str, query: str) -> Optional[dict]:
         results = response.json()
     except (requests.RequestException, ValueError) as e:
         LOG.warning(f"online place lookup failed: {type(e).__name__}")
-        raise UpstreamError(f"the online geocoder could not be used: {type(e).__name__}")
+        raise UpstreamError(f"the online geocoder could not be used: {type(e).__name__}") from e
     if not isinstance(results, list):
         raise UpstreamError("the online geocoder sent an unexpected answer")
     if not results:
@@ -67,7 +67,7 @@ def _search(url: str, query: str) -> Optional[dict]:
     try:
         return to_location(results[0])
     except (KeyError, TypeError, ValueError) as e:
-        raise UpstreamError(f"the online geocoder sent an unexpected place: {e}")
+        raise UpstreamError(f"the online geocoder sent an unexpected place: {e}") from e
 
 
 def to_location(place: dict) -> dict:
@@ -90,7 +90,7 @@ def to_location(place: dict) -> dict:
     try:  # validates the time zone and fills its offsets
         return {"address": location["address"], **devices.normalise_location(location)}
     except BadRequest as e:
-        raise ValueError(e.message)
+        raise ValueError(e.message) from e
 
 
 def _gazetteer_timezone(city: str, country_code: str) -> str:

@@ -114,32 +114,32 @@ class Mailer:
                 if smtp["username"] and smtp["password"]:
                     client.login(smtp["username"], smtp["password"])
                 client.send_message(message)
-        except smtplib.SMTPAuthenticationError:
+        except smtplib.SMTPAuthenticationError as e:
             raise UpstreamError(f"the SMTP server {host} refused the login: check "
-                                "microservices.email.smtp.username and password")
-        except smtplib.SMTPRecipientsRefused:
-            raise UpstreamError(f"the SMTP server {host} refused the recipient")
+                                "microservices.email.smtp.username and password") from e
+        except smtplib.SMTPRecipientsRefused as e:
+            raise UpstreamError(f"the SMTP server {host} refused the recipient") from e
         except smtplib.SMTPNotSupportedError as e:
             raise UpstreamError(f"the SMTP server {host} does not support {_what(e)}: "
-                                "check microservices.email.smtp.security")
+                                "check microservices.email.smtp.security") from e
         except smtplib.SMTPException as e:
-            raise UpstreamError(f"the SMTP server {host} refused the message ({_what(e)})")
+            raise UpstreamError(f"the SMTP server {host} refused the message ({_what(e)})") from e
         except ssl.SSLError as e:
             raise UpstreamError(f"TLS with the SMTP server {host}:{port} failed ({e.reason}): "
-                                "check the port, microservices.email.smtp.security and ca_file")
-        except (socket.timeout, TimeoutError):
+                                "check the port, microservices.email.smtp.security and ca_file") from e
+        except (socket.timeout, TimeoutError) as e:
             raise UpstreamError(f"the SMTP server {host}:{port} did not answer within "
-                                f"{timeout:g} s", status=504)
+                                f"{timeout:g} s", status=504) from e
         except OSError as e:
             raise UpstreamError(f"cannot reach the SMTP server {host}:{port} "
-                                f"({e.strerror or type(e).__name__})")
+                                f"({e.strerror or type(e).__name__})") from e
 
     def _tls(self) -> ssl.SSLContext:
         ca_file = self.settings["smtp"]["ca_file"] or None
         try:
             return ssl.create_default_context(cafile=ca_file)
-        except (OSError, ssl.SSLError):
-            raise ServiceUnavailable(f"cannot read microservices.email.smtp.ca_file {ca_file}")
+        except (OSError, ssl.SSLError) as e:
+            raise ServiceUnavailable(f"cannot read microservices.email.smtp.ca_file {ca_file}") from e
 
     def _count(self, uuid: str) -> None:
         now = time.time()

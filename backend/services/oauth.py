@@ -190,7 +190,7 @@ def put_token(store: Store, token_id: str, token_data) -> dict:
         try:
             token_data = json.loads(token_data)
         except ValueError:
-            raise BadRequest("token_data is not valid JSON")
+            raise BadRequest("token_data is not valid JSON") from None
     if not isinstance(token_data, dict) or not token_data:
         raise BadRequest("token_data must be a JSON object (access_token, expires_at, ...)")
     if len(json.dumps(token_data)) > TOKEN_LIMIT:
@@ -295,7 +295,7 @@ class OAuth:
                 app = get_app(self.store, app_id)
             except NotFound:
                 raise ServiceUnavailable(f"cannot refresh: the OAuth app {app_id!r} "
-                                         "is no longer registered")
+                                         "is no longer registered") from None
             url = app.get("refresh_endpoint") or app["token_endpoint"]
             fresh = self._token_request(app_id, app, url, {"grant_type": "refresh_token",
                                                            "refresh_token": token["refresh_token"]})

@@ -61,12 +61,12 @@ def decode_audio(data: bytes, max_seconds: float = MAX_SECONDS) -> bytes:
         import soundfile
     except Exception as e:  # the wheel bundles libsndfile; a broken install is a server problem
         LOG.error(f"soundfile cannot be imported: {e!r}")
-        raise ServiceUnavailable("audio decoding is unavailable: the soundfile package is missing")
+        raise ServiceUnavailable("audio decoding is unavailable: the soundfile package is missing") from e
 
     try:
         sound = soundfile.SoundFile(io.BytesIO(data))
     except Exception as e:
-        raise BadRequest(f"the audio cannot be decoded; send FLAC or WAV ({_reason(e)})")
+        raise BadRequest(f"the audio cannot be decoded; send FLAC or WAV ({_reason(e)})") from e
     with sound:
         rate, channels, declared = sound.samplerate, sound.channels, sound.frames
         if not MIN_INPUT_RATE <= rate <= MAX_INPUT_RATE:
@@ -248,7 +248,7 @@ class SpeechToText:
             plugin_class = load_stt_plugin(module)
         except Exception as e:
             LOG.exception(f"looking up STT plugin '{module}' failed")
-            raise ServiceUnavailable(f"STT plugin '{module}' could not be looked up: {e}")
+            raise ServiceUnavailable(f"STT plugin '{module}' could not be looked up: {e}") from e
         if plugin_class is None:
             LOG.error(f"STT plugin '{module}' is not installed")
             raise ServiceUnavailable(f"STT plugin '{module}' is not installed "
@@ -257,7 +257,7 @@ class SpeechToText:
             engine = plugin_class(plugin_config)
         except Exception as e:
             LOG.exception(f"STT plugin '{module}' failed to load")
-            raise ServiceUnavailable(f"STT plugin '{module}' failed to load: {e}")
+            raise ServiceUnavailable(f"STT plugin '{module}' failed to load: {e}") from e
         self.load_seconds = time.monotonic() - started
         LOG.info(f"STT plugin '{module}' loaded in {self.load_seconds:.2f} s")
         return engine
@@ -282,7 +282,7 @@ class SpeechToText:
             try:
                 limit = int(limit)
             except (TypeError, ValueError):
-                raise BadRequest(f"limit must be a positive integer, got {limit!r}")
+                raise BadRequest(f"limit must be a positive integer, got {limit!r}") from None
         limit = max(1, limit)
         lang = (lang or "").strip() or self._lang
         pcm = decode_audio(audio, self._max_seconds)
@@ -316,7 +316,7 @@ class SpeechToText:
                 return []
             LOG.exception(f"STT plugin '{self._module}' failed to transcribe")
             raise ServiceUnavailable(f"STT plugin '{self._module}' failed to transcribe the audio: "
-                                     f"{type(e).__name__}: {e}")
+                                     f"{type(e).__name__}: {e}") from e
 
 
 def _positive_number(value, default: float, name: str) -> float:

@@ -44,8 +44,8 @@ class Weather:
         response = self.upstream.get(endpoint, query(params, device), ttl)
         try:
             data = response.json()
-        except ValueError:
-            raise UpstreamError("OpenWeatherMap answered with something that is not JSON")
+        except ValueError as e:
+            raise UpstreamError("OpenWeatherMap answered with something that is not JSON") from e
         return camel_case(data) if endpoint == "onecall" else data
 
 
@@ -69,7 +69,7 @@ def _coordinate(value, default: float, name: str, limit: float) -> str:
     try:
         number = float(value if value not in (None, "") else default)
     except (TypeError, ValueError):
-        raise BadRequest(f"{name} must be a number")
+        raise BadRequest(f"{name} must be a number") from None
     if not -limit <= number <= limit:
         raise BadRequest(f"{name} must be between -{limit} and {limit}")
     return str(round(number, COORDINATE_DECIMALS))

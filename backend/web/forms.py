@@ -127,7 +127,7 @@ def config_delta(form: MultiDict) -> dict:
                     try:
                         value = int(value)
                     except ValueError:
-                        raise BadRequest(f"{field.label}: a whole number is needed")
+                        raise BadRequest(f"{field.label}: a whole number is needed") from None
             parent = delta
             *path, leaf = field.key.split(".")
             for part in path:
@@ -212,7 +212,7 @@ def settings_from_form(meta: dict, form: MultiDict, current: dict) -> dict:
             try:
                 settings[name] = to_native(value.strip(), "number")
             except BadRequest:
-                raise BadRequest(f"{label}: a number is needed")
+                raise BadRequest(f"{label}: a number is needed") from None
         elif kind == "select":
             allowed = [v for _, v in parse_options(field.get("options"))]
             if allowed and value not in allowed:

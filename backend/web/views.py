@@ -209,8 +209,8 @@ def _device_page(uuid: str, status: int = 200, error: str = "", form=None, place
         "web/device.html", device=device, choices=devices.CHOICES, error=error,
         definition_fields=_definition_fields(store),
         place=devices.describe_location(device["location"]),
-        places=places_found, query=query,
-        skills=skill_settings.device_list(store, uuid)), status
+        places=places_found, query=query, row=devices.admin_view(store, device),
+        skills={s["skill_id"]: s for s in skill_settings.device_list(store, uuid)}), status
 
 
 def _definition_fields(store) -> list:
@@ -261,7 +261,7 @@ def _chosen_place() -> dict:
     try:
         return found[int(request.form.get("index", ""))]
     except (ValueError, IndexError):
-        raise BadRequest("that place is no longer in the search results; search again")
+        raise BadRequest("that place is no longer in the search results; search again") from None
 
 
 @bp.post("/devices/<uuid>/location")
@@ -405,7 +405,7 @@ def _day(value: str, end: bool = False) -> Optional[float]:
     try:
         day = datetime.strptime(value, "%Y-%m-%d")
     except ValueError:
-        raise BadRequest(f"{value[:20]!r} is not a date (YYYY-MM-DD)")
+        raise BadRequest(f"{value[:20]!r} is not a date (YYYY-MM-DD)") from None
     return day.timestamp() + (86399.999 if end else 0)
 
 

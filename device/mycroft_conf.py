@@ -10,14 +10,15 @@ import os
 from os.path import dirname, isfile
 from typing import Dict, Optional
 
-from ovos_backend_client.identity import IdentityManager
 from ovos_config.config import Configuration
 from ovos_config.locations import DISTRIBUTION_CONFIG, SYSTEM_CONFIG, find_user_config, \
     get_xdg_config_locations
 from ovos_config.models import LocalConf
 
-from . import pairing
-from .store import CorruptFile, Document, Store
+from ..backend import pairing
+from ..backend.store import CorruptFile, Document, Store
+from . import identity as identity_file
+from .identity import Identity
 
 # the keys pointing the device at a backend changes; they are restored as they were
 MANAGED_KEYS = ("server.url", "server.version", "server.backend_type", "server.disabled",
@@ -82,10 +83,10 @@ def _remove(conf: dict, dotted: str) -> None:
             return
         nodes.append(child)
     nodes[-1].pop(leaf, None)
-    for parent, part, node in reversed(list(zip(nodes, path, nodes[1:]))):
-        if node:
+    for depth in reversed(range(len(path))):
+        if nodes[depth + 1]:
             break
-        parent.pop(part)
+        nodes[depth].pop(path[depth])
 
 
 def backend_values(url: str, version: str) -> Dict[str, object]:
@@ -167,15 +168,14 @@ def set_opt_in(enabled: bool) -> None:
 
 # identity2.json ----------------------------------------------------------------------
 
-def identity():
-    """The device identity as ovos-backend-client has it on disk (re-read every time)."""
-    return IdentityManager.load()
+def identity() -> Identity:
+    """The device identity on disk (re-read every time)."""
+    return identity_file.load()
 
 
 def save_identity(login: dict) -> None:
     """Write a login ({uuid, accessToken, refreshToken, expiration}) to identity2.json."""
-    IdentityManager.load()  # save() updates the loaded identity; there must be one
-    IdentityManager.save(login)
+    identity_file.save(login)
 
 
 def this_device(store: Store, remembered: str = "") -> Optional[str]:
