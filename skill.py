@@ -514,10 +514,17 @@ class PersonalBackendSkill(OVOSSkill):
                 self.speak_dialog("cancelled")
                 return
         location = devices.normalise_location(chosen)
-        device_config.set_location(location)  # first: a broken mycroft.conf changes nothing
         uuid = self.this_device()
-        if uuid is not None:
+        agent = self.agent
+        if agent is not None and uuid == agent.uuid:
+            # synced: the backend holds it and the agent brings it down at once; a location
+            # in mycroft.conf would hide every later change made on the web page
+            device_config.clear_location()  # first: a broken mycroft.conf changes nothing
             devices.set_location(self.store, uuid, location)
+        else:
+            device_config.set_location(location)  # first: a broken mycroft.conf changes nothing
+            if uuid is not None:
+                devices.set_location(self.store, uuid, location)
         self.bus.emit(message.forward("configuration.updated"))
         self.speak_dialog("location.changed", {"place": chosen["address"]})
 

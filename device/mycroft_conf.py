@@ -157,6 +157,15 @@ def set_location(location: dict) -> None:
     _save(conf)
 
 
+def clear_location() -> None:
+    """Remove the location from the user mycroft.conf (if it holds one), so the one the
+    backend sends through the remote layer applies."""
+    conf = _user_config()
+    if "location" in conf:
+        conf.pop("location")
+        _save(conf)
+
+
 def set_opt_in(enabled: bool) -> None:
     """Let the device's listener share its recordings (it uploads only when `opt_in` is
     on and the wake-word upload is not disabled)."""

@@ -14,7 +14,7 @@ from ovos_config.config import Configuration
 from browser import Browser
 from conftest import ADMIN_KEY
 from skill_harness import SKILL_ID, Device, read_settings, reset_device, settings_path, \
-    skill_settings_path, write_settings
+    skill_settings_path, user_config, write_settings
 from ovos_skill_personal_backend.device import remote_config
 from ovos_skill_personal_backend.skill import STATE_KEYS
 
@@ -29,7 +29,8 @@ def device():
     for path in (skill_settings_path(PROBE), remote_config.web_cache_path()):
         if os.path.exists(path):
             os.remove(path)
-    write_settings(admin_key=ADMIN_KEY, pairing="auto")
+    # monitor_own_settings: ovos-workshop watches our settings.json, as ovos-core does on devices
+    write_settings(admin_key=ADMIN_KEY, pairing="auto", monitor_own_settings=True)
     dev = Device(skills=(SKILL_ID, PROBE))
     conversation = dev.conversation()
     conversation.say("pair this device")
@@ -133,6 +134,26 @@ def test_device_preferences_reach_the_configuration(device):
     assert config["listener"]["wake_word"] == "hey_jarvis"
     assert config["location"]["city"]["name"] == "Lisbon"
     assert config["location"]["timezone"]["code"] == "Europe/Lisbon"
+
+
+def test_a_location_set_by_voice_does_not_hide_later_web_changes(device):
+    conversation = device.conversation()
+    conversation.say("set my location to tokyo")
+    assert conversation.last_dialog() == "location.changed"
+    assert "location" not in user_config()  # the remote layer carries it
+    assert _wait(lambda: _configured_city() == "Tokyo", timeout=IN_PROCESS_LIMIT)
+    uuid = device.skill.agent.uuid
+    admin(device, "PUT", f"/{uuid}/location", json={
+        "city": {"code": "Porto", "name": "Porto",
+                 "state": {"code": "13", "name": "Porto", "country": {"code": "PT", "name": "Portugal"}}},
+        "coordinate": {"latitude": 41.15, "longitude": -8.61},
+        "timezone": {"code": "Europe/Lisbon", "name": "Western European Time"}})
+    assert _wait(lambda: _configured_city() == "Porto", timeout=IN_PROCESS_LIMIT)
+
+
+def _configured_city() -> str:
+    Configuration.reload()
+    return Configuration().get("location", {}).get("city", {}).get("name")
 
 
 def test_the_skills_own_state_stays_out_of_settings_json(device):

@@ -34,7 +34,8 @@ def skill(device):
         skill.store.pairings.delete(code)
     if os.path.exists(identity_path()):
         os.remove(identity_path())
-    skill.settings.pop("_device_uuid", None)
+    skill.state.pop("_device_uuid")
+    skill.on_settings_changed()  # as after a restart: no sync agent for the forgotten device
     return skill
 
 
