@@ -8,6 +8,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import time
 
 SANDBOX = tempfile.mkdtemp(prefix="pb-test-")
 for var, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"),
@@ -41,6 +42,16 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 10) -> bool:
+    """Poll `predicate` until it holds; False if it never did within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def make_config(data_path, **server) -> dict:

@@ -10,7 +10,7 @@ import pytest
 import requests
 from ovos_utils.fakebus import FakeBus
 
-from conftest import ADMIN_KEY, free_port
+from conftest import ADMIN_KEY, free_port, wait_until
 from server_process import ServerProcess, raw_pair
 from ovos_skill_personal_backend.device import skills
 from ovos_skill_personal_backend.device.agent import SyncAgent
@@ -130,10 +130,10 @@ def test_first_round_sends_installed_skills_definition_and_values(device, backen
 
 def test_an_owner_change_reaches_the_skill_within_one_poll(device, backend, probe, bus):
     device.start()
-    assert _wait(lambda: device.last_sync), device.last_error
+    assert wait_until(lambda: device.last_sync), device.last_error
     began = time.monotonic()
     owner_sets(backend, greeting="hola")
-    assert _wait(lambda: changes_sent(bus), timeout=device.poll_interval + 5)
+    assert wait_until(lambda: changes_sent(bus), timeout=device.poll_interval + 5)
     delay = time.monotonic() - began
     print(f"owner change reached the device over HTTP in {delay:.2f} s "
           f"(poll interval {device.poll_interval} s)")
@@ -222,12 +222,3 @@ def test_an_uninstalled_skill_is_no_longer_served(device, backend):
     listed = backend.admin("GET", f"/{device.uuid}/skill_settings/list")
     assert PROBE not in [entry["skill_id"] for entry in listed]
     assert shared(backend)["greeting"] == "hello"  # kept for devices that still have it
-
-
-def _wait(predicate, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False

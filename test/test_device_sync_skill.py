@@ -12,7 +12,7 @@ from ovos_bus_client.message import Message
 from ovos_config.config import Configuration
 
 from browser import Browser
-from conftest import ADMIN_KEY
+from conftest import ADMIN_KEY, wait_until
 from skill_harness import SKILL_ID, Device, read_settings, reset_device, settings_path, \
     skill_settings_path, user_config, write_settings
 from ovos_skill_personal_backend.device import remote_config
@@ -35,7 +35,7 @@ def device():
     conversation = dev.conversation()
     conversation.say("pair this device")
     assert conversation.last_dialog() == "paired"
-    assert _wait(lambda: dev.skill.agent is not None and dev.skill.agent.last_sync)
+    assert wait_until(lambda: dev.skill.agent is not None and dev.skill.agent.last_sync)
     yield dev
     dev.stop()
     reset_device()
@@ -84,7 +84,7 @@ def test_an_admin_api_change_reaches_the_skills_callback(device):
     admin(device, "PUT", f"/skill_settings/{PROBE}", json={"settings": {**current, "greeting": "hola"}})
     assert probe_changed(device, start, "greeting", "hola")
     print(f"admin API change reached the skill's callback in {time.monotonic() - began:.3f} s")
-    assert _wait(lambda: probe_file()["greeting"] == "hola")
+    assert wait_until(lambda: probe_file()["greeting"] == "hola")
 
 
 def test_a_web_page_change_reaches_the_skills_callback(device):
@@ -98,7 +98,7 @@ def test_a_web_page_change_reaches_the_skills_callback(device):
     assert saved.status_code == 302, saved.get_data(as_text=True)
     assert probe_changed(device, start, "volume", 7)
     print(f"web page change reached the skill's callback in {time.monotonic() - began:.3f} s")
-    assert _wait(lambda: probe_file()["greeting"] == "salut" and probe_file()["volume"] == 7)
+    assert wait_until(lambda: probe_file()["greeting"] == "salut" and probe_file()["volume"] == 7)
 
 
 def test_a_value_the_skill_stores_itself_reaches_the_backend(device):
@@ -109,7 +109,7 @@ def test_a_value_the_skill_stores_itself_reaches_the_backend(device):
     # ovos-core's settings watcher announces the changed file (MiniCroft runs no watcher)
     began = time.monotonic()
     device.croft.bus.emit(Message("ovos.skills.settings_changed", {"skill_id": PROBE}))
-    assert _wait(lambda: admin(device, "GET", f"/{uuid}/skill_settings/{PROBE}")["settings"]
+    assert wait_until(lambda: admin(device, "GET", f"/{uuid}/skill_settings/{PROBE}")["settings"]
                  .get("volume") == 3, timeout=IN_PROCESS_LIMIT)
     print(f"device change reached the backend in {time.monotonic() - began:.3f} s")
 
@@ -141,14 +141,14 @@ def test_a_location_set_by_voice_does_not_hide_later_web_changes(device):
     conversation.say("set my location to tokyo")
     assert conversation.last_dialog() == "location.changed"
     assert "location" not in user_config()  # the remote layer carries it
-    assert _wait(lambda: _configured_city() == "Tokyo", timeout=IN_PROCESS_LIMIT)
+    assert wait_until(lambda: _configured_city() == "Tokyo", timeout=IN_PROCESS_LIMIT)
     uuid = device.skill.agent.uuid
     admin(device, "PUT", f"/{uuid}/location", json={
         "city": {"code": "Porto", "name": "Porto",
                  "state": {"code": "13", "name": "Porto", "country": {"code": "PT", "name": "Portugal"}}},
         "coordinate": {"latitude": 41.15, "longitude": -8.61},
         "timezone": {"code": "Europe/Lisbon", "name": "Western European Time"}})
-    assert _wait(lambda: _configured_city() == "Porto", timeout=IN_PROCESS_LIMIT)
+    assert wait_until(lambda: _configured_city() == "Porto", timeout=IN_PROCESS_LIMIT)
 
 
 def _configured_city() -> str:
@@ -177,12 +177,3 @@ def test_reloads_racing_the_skills_writes_never_lose_the_owners_settings(device)
         assert skill.settings.get("admin_key") == ADMIN_KEY
     assert os.stat(settings_path()).st_mtime_ns == before
     assert read_settings()["admin_key"] == ADMIN_KEY
-
-
-def _wait(predicate, timeout: float = 10) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
