@@ -34,9 +34,12 @@ setup(
     package_dir={PKG: "."},
     packages=[PKG, f"{PKG}.backend", f"{PKG}.backend.api", f"{PKG}.backend.services", f"{PKG}.device",
               f"{PKG}.backend.web"],
+    # the data folders are data, not packages: every file is listed here, and
+    # include_package_data stays off (with it on, setuptools takes MANIFEST.in's files as
+    # package contents and warns that locale, templates... "would be ignored" as packages)
     package_data={PKG: package_files("locale", "backend/web/templates", "backend/web/static",
                                      "backend/data") + ["settingsmeta.yaml"]},
-    include_package_data=True,
+    include_package_data=False,
     install_requires=requirements(),
     entry_points={
         "opm.skill": [f"{SKILL_ID}={PKG}:PersonalBackendSkill"],

@@ -122,6 +122,7 @@ class PersonalBackendSkill(OVOSSkill):
         self.state: Optional[StateFile] = None
         self.agent: Optional[SyncAgent] = None
         self._lock = threading.RLock()
+        self._default_shutdown_done = False
         super().__init__(*args, **kwargs)
 
     @classproperty
@@ -163,6 +164,16 @@ class PersonalBackendSkill(OVOSSkill):
             agent.stop()
         if server is not None:
             server.stop()
+
+    def default_shutdown(self):
+        """ovos-workshop's shutdown, once. The loader runs it when it unloads the skill, and
+        OVOSSkill.__del__ runs it again whenever the garbage collector gets to the old instance,
+        which then stores its settings over the settings.json written since (by the owner or a
+        newer instance of the skill): the next settings change would bring back its old port."""
+        if self._default_shutdown_done:
+            return
+        self._default_shutdown_done = True
+        super().default_shutdown()
 
     def on_settings_changed(self):
         """Apply edited settings: restart the server if its settings changed, then

@@ -37,8 +37,13 @@ def create_app(config: Optional[dict] = None, store: Optional[Store] = None,
     web.init_app(app)
     app.register_blueprint(speech.root)  # /precise/upload and /stt: no version prefix
     app.register_blueprint(openapi.bp)  # /openapi.json
-    app.add_url_rule("/", "index", lambda: jsonify({
-        "name": "ovos-personal-backend", "api": prefix, "status": "ok"}))
+    def index():
+        """What `/` and the API prefix answer: the URL the command prints must work."""
+        return jsonify({"name": "ovos-personal-backend", "api": prefix, "admin": "/admin/",
+                        "status": "ok"})
+
+    app.add_url_rule("/", "index", index)
+    app.add_url_rule(prefix, "api_index", index)
     _register_error_handlers(app)
     return app
 

@@ -1,5 +1,15 @@
-"""The `ovos-personal-backend` command: run the backend standalone (e.g. for a household LAN)."""
+"""The `ovos-personal-backend` command: run the backend standalone (e.g. for a household LAN).
+
+    ovos-personal-backend [--host H] [--port P] [--admin-key K] [--config F] [--data-dir D]
+    ovos-personal-backend admin-key [--rotate] [--config F]
+
+A server that listens beyond loopback pairs new devices only with the owner's approval,
+which needs the admin key: started there without one, it makes one, keeps it in its
+config file (owner-only) and says where to log in, so it is never unusable.
+"""
 import argparse
+import os
+import secrets
 import signal
 import sys
 import threading
@@ -11,35 +21,99 @@ from .errors import StorageError
 from .server import BackendServer
 from .store import Store
 
+ADMIN_KEY_ENV = "OVOS_BACKEND_ADMIN_KEY"
+
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    # accepted before and after the command name; SUPPRESS: the command's parser must not
+    # reset what the main one read
+    files = argparse.ArgumentParser(add_help=False)
+    files.add_argument("--config", default=argparse.SUPPRESS,
+                       help=f"config file (default {config_module.default_config_path()})")
+    files.add_argument("--data-dir", default=argparse.SUPPRESS,
+                       help=f"where devices and recordings are kept (default {config_module.default_data_path()})")
     parser = argparse.ArgumentParser(
-        prog="ovos-personal-backend",
+        prog="ovos-personal-backend", parents=[files],
         description="A private personal backend for OVOS / Mycroft devices.")
     parser.add_argument("--host", help="address to listen on (default 127.0.0.1; "
                                        "0.0.0.0 for the whole LAN, which turns on pairing confirmation)")
     parser.add_argument("--port", type=int, help="port to listen on (default 6712)")
-    parser.add_argument("--config", help=f"config file (default {config_module.default_config_path()})")
-    parser.add_argument("--data-dir", help="where devices and recordings are kept "
-                                           f"(default {config_module.default_data_path()})")
-    return parser.parse_args(argv)
+    parser.add_argument("--admin-key", help="admin key for this run (also from the environment "
+                                            f"variable {ADMIN_KEY_ENV}); not saved")
+    commands = parser.add_subparsers(dest="command", metavar="command")
+    show = commands.add_parser("admin-key", parents=[files],
+                               help="show the admin key kept in the config file, or --rotate it")
+    show.add_argument("--rotate", action="store_true",
+                      help="make a new key (the old one stops working when the server restarts)")
+    args = parser.parse_args(argv)
+    for name in ("config", "data_dir"):
+        setattr(args, name, getattr(args, name, None))
+    return args
 
 
 def overrides_from(args: argparse.Namespace) -> dict:
     server = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    admin_key = args.admin_key or os.environ.get(ADMIN_KEY_ENV)
+    if admin_key:
+        server["admin_key"] = admin_key
     overrides = {"server": server} if server else {}
     if args.data_dir:
         overrides["data_path"] = args.data_dir
     return overrides
 
 
-def main(argv: Optional[List[str]] = None) -> int:
-    args = parse_args(argv)
+def config_path(args: argparse.Namespace) -> str:
+    return args.config or config_module.default_config_path()
+
+
+def save_new_admin_key(path: str) -> str:
+    """Make a strong key and keep it in the config file (other settings untouched)."""
+    key = secrets.token_urlsafe(24)
+    stored = config_module.load_file(path)
+    config_module.save_file(path, config_module.merge(stored, {"server": {"admin_key": key}}))
+    return key
+
+
+def admin_key_command(args: argparse.Namespace) -> int:
+    path = config_path(args)
+    try:
+        if args.rotate:
+            print(save_new_admin_key(path))
+            print(f"saved in {path}; restart the server to use it", file=sys.stderr)
+            return 0
+        key = (config_module.load_file(path).get("server") or {}).get("admin_key")
+    except (config_module.ConfigError, OSError) as e:
+        print(f"ovos-personal-backend: {e}", file=sys.stderr)
+        return 2
+    if not key:
+        print(f"no admin key in {path}; make one with: ovos-personal-backend admin-key --rotate",
+              file=sys.stderr)
+        return 1
+    print(key)
+    return 0
+
+
+def ensure_admin_key(config: dict, path: str) -> None:
+    """A network server with no admin key gets one (see the module docstring)."""
+    if config["server"]["admin_key"] or config_module.is_loopback(config["server"]["host"]):
+        return
+    config["server"]["admin_key"] = save_new_admin_key(path)
+    print(f"made an admin key for this network server and saved it in {path} (owner-only); "
+          "show it with: ovos-personal-backend admin-key", flush=True)
+
+
+def serve(args: argparse.Namespace) -> int:
+    path = config_path(args)
     try:
         config = config_module.load(args.config, overrides_from(args))
+        ensure_admin_key(config, path)
         store = Store(config["data_path"])
     except (config_module.ConfigError, StorageError) as e:
         print(f"ovos-personal-backend: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"ovos-personal-backend: cannot save the admin key in {path}: {e.strerror or e}",
+              file=sys.stderr)
         return 2
     server = BackendServer(create_app(config, store, config_path=args.config), config["server"]["host"],
                            config["server"]["port"],
@@ -50,12 +124,18 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"ovos-personal-backend: cannot listen on {config['server']['host']}:"
               f"{config['server']['port']}: {e.strerror or e}", file=sys.stderr)
         return 2
+    config["server"]["port"] = server.port  # the bound one, when asked for port 0
     print(f"ovos-personal-backend serving on {server.url} "
           f"(api {server.url}/{config['server']['version']}, pairing: {config['server']['pairing']}, "
           f"data: {config['data_path']})", flush=True)
+    public = config_module.public_url(config)
     if not config_module.is_loopback(config["server"]["host"]):
-        print(f"devices on the network use server.url = {config_module.public_url(config)}",
-              flush=True)
+        print(f"devices on the network use server.url = {public}", flush=True)
+    if config["server"]["admin_key"]:
+        print(f"admin page: {public}/admin/", flush=True)
+    else:
+        print("admin page and API off: no admin key (set server.admin_key, --admin-key, or "
+              f"{ADMIN_KEY_ENV})", flush=True)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -63,6 +143,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     server.stop()
     print("ovos-personal-backend stopped", flush=True)
     return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    if args.command == "admin-key":
+        return admin_key_command(args)
+    return serve(args)
 
 
 if __name__ == "__main__":

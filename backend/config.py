@@ -45,7 +45,10 @@ DEFAULTS = {
     "date_format": "DMY",
     "time_format": "full",
     "location": DEFAULT_LOCATION,
-    "listener": {"record_wakewords": False, "record_utterances": False},
+    # accept_anonymous_wakewords: take wake words sent without a device token (mycroft-core
+    # 20.2) from the whole network, not only from this machine
+    "listener": {"record_wakewords": False, "record_utterances": False,
+                 "accept_anonymous_wakewords": False},
     "stt": {"module": "ovos-stt-plugin-pocketsphinx"},
     "geolocation": {"online_fallback": False,
                     "nominatim_url": "https://nominatim.openstreetmap.org/search"},
@@ -252,6 +255,14 @@ def public_url(config: dict) -> str:
     if ":" in host:
         host = f"[{host}]"
     return f"http://{host}:{server['port']}"
+
+
+def device_snippet(url: str, version: str) -> dict:
+    """What a device's mycroft.conf needs to use the backend at `url`: without
+    `backend_type: personal` ovos-config assumes an offline backend and the device never
+    shows a pairing code; the wake-word upload URL lets its listener share samples."""
+    return {"server": {"url": url, "version": version, "backend_type": "personal"},
+            "listener": {"wake_word_upload": {"url": f"{url}/precise/upload"}}}
 
 
 def lan_address() -> str:

@@ -29,6 +29,8 @@ UTTERANCES = "utterances"
 WAKEWORDS = "wakewords"
 # the backend switch for each kind
 SWITCHES = {UTTERANCES: "record_utterances", WAKEWORDS: "record_wakewords"}
+# the owner's switch taking wake words without a device token from the whole network
+ANONYMOUS_SWITCH = "accept_anonymous_wakewords"
 # what the owner may tag a wake-word sample with; free text, as the old manager UI sends
 UNTAGGED = "untagged"
 TEXT_LIMIT = 200
@@ -53,9 +55,14 @@ def audio_format(audio: bytes) -> Tuple[str, str]:
     raise BadRequest("the audio must be WAV, FLAC or Ogg")
 
 
+def switched_on(config: dict, kind: str) -> bool:
+    """True while the owner's backend switch for `kind` is on."""
+    return bool(config["listener"].get(SWITCHES[kind]))
+
+
 def enabled(config: dict, device: dict, kind: str) -> bool:
     """True when both the backend switch and the device's opt-in allow recording."""
-    return bool(config["listener"].get(SWITCHES[kind])) and device.get("opt_in") is True
+    return switched_on(config, kind) and device.get("opt_in") is True
 
 
 # validation ---------------------------------------------------------------------------
@@ -145,15 +152,70 @@ def upload_wake_word(store: Store, config: dict, device: dict, audio: Optional[b
     device did not opt in it is accepted and dropped, answered with `saved: false`,
     because devices treat any error as a failure they cannot handle.
     """
+    audio, meta = _checked_upload(audio, metadata)
+    return _keep_wake_word(store, device["uuid"], audio, meta,
+                           enabled(config, device, WAKEWORDS))
+
+
+def anonymous_refusal(config: dict, from_this_machine: bool) -> Optional[str]:
+    """Why a wake-word upload without a device token is refused; None when it is taken.
+
+    mycroft-core 20.2 posts its samples to `listener.wake_word_upload.url` with no
+    credentials at all. Such uploads are taken only while the owner records wake words,
+    and only from this machine (the device the backend runs on), unless the owner opens
+    them to the network with `listener.accept_anonymous_wakewords`: anyone on the LAN
+    could otherwise fill the dataset.
+    """
+    if not switched_on(config, WAKEWORDS):
+        return ("wake-word uploads need a device token while this backend records no wake "
+                "words (listener.record_wakewords is off)")
+    if not from_this_machine and not config["listener"].get(ANONYMOUS_SWITCH):
+        return ("wake-word uploads without a device token are only taken from this machine; "
+                "the owner may allow them from the network with "
+                "listener.accept_anonymous_wakewords")
+    return None
+
+
+def upload_anonymous_wake_word(store: Store, config: dict, audio: Optional[bytes],
+                               metadata) -> dict:
+    """A wake-word upload without a token (after `anonymous_refusal` let it in).
+
+    It is attributed to the paired device its metadata names (mycroft-core's
+    `accountId` is the `user.uuid` of GET /device, the device's uuid here), and then kept
+    only if that device opted in, as any of its uploads; a sample naming no paired device
+    is kept as nobody's, as the owner's own uploads are.
+    """
+    audio, meta = _checked_upload(audio, metadata)
+    device = _named_device(store, meta)
+    if device is None:
+        return _keep_wake_word(store, "", audio, meta, switched_on(config, WAKEWORDS))
+    return _keep_wake_word(store, device["uuid"], audio, meta,
+                           enabled(config, device, WAKEWORDS))
+
+
+def _named_device(store: Store, meta: dict) -> Optional[dict]:
+    """The paired device whose uuid upload metadata carries (`accountId` or `uuid`)."""
+    for name in ("accountId", "uuid"):
+        uuid = meta.get(name)
+        device = store.devices.get(uuid) if isinstance(uuid, str) and uuid else None
+        if device is not None and device.get("tokens"):
+            return device
+    return None
+
+
+def _checked_upload(audio: Optional[bytes], metadata) -> Tuple[bytes, dict]:
+    """(audio, metadata object) of a wake-word upload; BadRequest when it is broken."""
     if not audio:
         raise BadRequest("no audio part in the upload (multipart field 'audio')")
     audio_format(audio)
-    meta = _meta(metadata)
-    saved = None
-    if enabled(config, device, WAKEWORDS):
-        saved = save(store, WAKEWORDS, device["uuid"], audio, wake_word_name(meta), meta)
+    return audio, _meta(metadata)
+
+
+def _keep_wake_word(store: Store, uuid: str, audio: bytes, meta: dict, allowed: bool) -> dict:
+    """Store the sample as `uuid`'s when `allowed`; the answer devices get either way."""
+    saved = save(store, WAKEWORDS, uuid, audio, wake_word_name(meta), meta) if allowed else None
     return {"success": True, "saved": saved is not None, "sent_to_mycroft": False,
-            "uuid": device["uuid"], "recording_id": saved["recording_id"] if saved else None}
+            "uuid": uuid, "recording_id": saved["recording_id"] if saved else None}
 
 
 def get(store: Store, kind: str, rec_id: str) -> dict:

@@ -5,7 +5,7 @@ devices through these functions, so every door validates the same way.
 """
 import re
 import time
-from typing import List, Optional
+from typing import Dict, List, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import BadRequest, NotFound
@@ -24,6 +24,11 @@ TEXT_LIMIT = 200
 TEXT_FIELDS = ("name", "device_location", "ww_id", "voice_id", "wake_word", "tts_module")
 BOOL_FIELDS = ("opt_in", "isolated_skills")
 DICT_FIELDS = ("ww_config", "tts_config")
+# version fields devices report: stored name -> the spellings sent, the wire name first
+VERSION_FIELDS = {"core_version": ("coreVersion", "core_version"),
+                  "enclosure_version": ("enclosureVersion", "enclosure_version"),
+                  "platform": ("platform",),
+                  "platform_build": ("platform_build", "platformBuild")}
 
 
 def new_device(config: dict, uuid: str) -> dict:
@@ -153,20 +158,33 @@ def set_location(store: Store, uuid: str, location: dict) -> dict:
     return update(store, uuid, {"location": location})
 
 
-def record_version(store: Store, uuid: str, report: dict) -> dict:
-    """Keep what a device reports about itself (PATCH /device): core version, platform."""
+def version_report(report) -> Dict[str, str]:
+    """{stored field: text} of the versions a device reports (activation, PATCH /device),
+    whichever spelling each has: ovos-backend-client and mycroft-core send camelCase but
+    `platform_build`, Selene's own records are snake_case, and devices mix both."""
     if not isinstance(report, dict):
         raise BadRequest("expected a JSON object")
-    fields = {"coreVersion": "core_version", "platform": "platform",
-              "platform_build": "platform_build", "enclosureVersion": "enclosure_version"}
     clean = {}
-    for wire, key in fields.items():
-        value = report.get(wire)
-        if value is not None:
-            if not isinstance(value, (str, int, float)) or len(str(value)) > TEXT_LIMIT:
-                raise BadRequest(f"{wire} must be a short string")
-            clean[key] = str(value)
-    return _set_fields(store, uuid, clean)
+    for key, names in VERSION_FIELDS.items():
+        wire = next((name for name in names if report.get(name) is not None), None)
+        if wire is None:
+            continue
+        value = report[wire]
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)) \
+                or len(str(value)) > TEXT_LIMIT:
+            raise BadRequest(f"{wire} must be a string of at most {TEXT_LIMIT} characters")
+        clean[key] = str(value)
+    return clean
+
+
+def wire_versions(versions: Dict[str, str]) -> Dict[str, str]:
+    """Stored version fields under the names GET /device answers with (`coreVersion`...)."""
+    return {VERSION_FIELDS[key][0]: value for key, value in versions.items()}
+
+
+def record_version(store: Store, uuid: str, report) -> dict:
+    """Keep what a device reports about itself (PATCH /device): core version, platform."""
+    return _set_fields(store, uuid, version_report(report))
 
 
 def record_manifest(store: Store, uuid: str, manifest: dict) -> dict:

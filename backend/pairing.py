@@ -15,6 +15,8 @@ import time
 import uuid as uuidlib
 from typing import List, Optional, Tuple
 
+from flask import has_request_context, request
+
 from . import devices
 from .errors import BackendError, BadRequest, NotFound
 from .store import Store
@@ -27,6 +29,12 @@ REACTIVATION_GRACE = 600
 # what the login tells clients; mycroft-core refreshes when it elapses, OVOS never does
 EXPIRATION = 10 * 365 * 24 * 3600
 STATE = re.compile(r"^[A-Za-z0-9-]{8,64}\Z")  # \Z: "$" lets a final newline in
+# a waiting device polls every 5 s (api-contract §2.1): one silent this long has given up
+ABANDONED_AFTER = 600
+# a poll is written down at most this often (the owner sees "just now" for a minute anyway)
+POLL_NOTE_EVERY = 30
+DENIED = ("pairing refused: the owner of this backend denied code {code}. Start pairing again "
+          "for a new code, or ask the owner to undo the denial on the admin page.")
 
 
 class ActivationRefused(BackendError):
@@ -67,8 +75,10 @@ def purge_expired(store: Store, every: float = 60) -> None:
             store.pairings.delete(code)
 
 
-def request_code(store: Store, config: dict, state: str, packaging: str = "") -> dict:
-    """GET /device/code: start a pairing session for a device."""
+def request_code(store: Store, config: dict, state: str, packaging: str = "",
+                 address: Optional[str] = None) -> dict:
+    """GET /device/code: start a pairing session for a device. What it told us (packaging,
+    address; its versions come with its first activation attempt) is shown to the owner."""
     if not isinstance(state, str) or not STATE.match(state):
         raise BadRequest("state must be 8 to 64 letters, digits or dashes (a uuid)")
     purge_expired(store)
@@ -82,18 +92,48 @@ def request_code(store: Store, config: dict, state: str, packaging: str = "") ->
         "status": "approved" if auto else "pending",
         "created_at": now, "expires_at": now + ttl, "packaging": str(packaging)[:64],
         "repair": store.devices.get(state) is not None,
+        "address": _caller(address), "seen_at": now,
     })
     return {"code": code, "uuid": state, "state": state, "token": token, "expiration": ttl}
 
 
-def pending(store: Store) -> List[dict]:
-    """Pairings waiting for the owner, oldest first (no secrets in them)."""
+def _caller(address: Optional[str]) -> str:
+    """Who asked: `address` when the caller names it, else the HTTP peer (the routes do
+    not pass it); "" outside a request (the skill pairing the device it runs on)."""
+    if address is None and has_request_context():
+        address = request.remote_addr
+    return str(address or "")[:64]
+
+
+def _live(pairing: dict, status: str, now: float) -> bool:
+    """In `status`, and still worth showing: neither expired nor abandoned by its device
+    (which stops polling when it is switched off or starts over with a new code)."""
+    last_poll = pairing.get("seen_at", pairing["created_at"])
+    return pairing["status"] == status and not _expired(pairing, now) \
+        and now - last_poll <= ABANDONED_AFTER
+
+
+def _listed(store: Store, status: str) -> List[dict]:
+    """The live pairings in `status`, oldest first, as the owner sees them (no secrets:
+    no token, no state, which is the device's uuid to be)."""
     now = time.time()
-    waiting = [p for p in store.pairings.all().values()
-               if p["status"] == "pending" and not _expired(p, now)]
+    found = [p for p in store.pairings.all().values() if _live(p, status, now)]
     return [{"code": p["code"], "created_at": p["created_at"], "expires_at": p["expires_at"],
-             "repair": p.get("repair", False), "device": p.get("device", {})}
-            for p in sorted(waiting, key=lambda p: p["created_at"])]
+             "repair": p.get("repair", False), "device": p.get("device", {}),
+             "packaging": p.get("packaging", ""), "address": p.get("address", ""),
+             "seen_at": p.get("seen_at", p["created_at"])}
+            for p in sorted(found, key=lambda p: p["created_at"])]
+
+
+def pending(store: Store) -> List[dict]:
+    """Pairings waiting for the owner, oldest first; those whose device stopped polling
+    more than ABANDONED_AFTER seconds ago are left out (they come back if it polls again)."""
+    return _listed(store, "pending")
+
+
+def denied(store: Store) -> List[dict]:
+    """Pairings the owner denied whose device still polls: a denial can be undone."""
+    return _listed(store, "denied")
 
 
 def _pending_pairing(store: Store, code: str) -> dict:
@@ -112,17 +152,59 @@ def approve(store: Store, code: str) -> dict:
     return {"code": pairing["code"], "status": "approved"}
 
 
+def _set_status(store: Store, code: str, before: str, after: str) -> dict:
+    """Move a live pairing from `before` to `after` in one atomic step (a device poll
+    being noted at the same moment cannot undo it); NotFound when it is not `before`."""
+    code = (code or "").replace(" ", "").upper() if isinstance(code, str) else ""
+
+    def change(pairing):
+        if pairing is None or pairing["status"] != before or _expired(pairing, time.time()):
+            raise NotFound(f"no {before} pairing with code {code[:16]}")
+        pairing.update(status=after, decided_at=time.time())
+        return pairing
+
+    store.pairings.update(code, change)
+    return {"code": code, "status": after}
+
+
 def deny(store: Store, code: str) -> dict:
-    """The owner refuses: the code is forgotten and can never activate."""
-    pairing = _pending_pairing(store, code)
-    store.pairings.delete(pairing["code"])
-    return {"code": pairing["code"], "status": "denied"}
+    """The owner refuses: the code cannot activate, and its device is told so (DENIED) at
+    each poll. Kept until the code expires, so that `undeny` can take it back."""
+    return _set_status(store, code, "pending", "denied")
+
+
+def undeny(store: Store, code: str) -> dict:
+    """Take a denial back: the code waits for approval again. The device kept polling
+    (a refusal is not JSON, api-contract §2.1), so approving it then pairs it."""
+    return _set_status(store, code, "denied", "pending")
+
+
+def _note_poll(store: Store, code: str, versions: dict) -> None:
+    """Remember a waiting device's poll: its versions and address (shown to the owner)
+    and when it came (a request nobody polls for is abandoned). Written only when
+    something changed or every POLL_NOTE_EVERY seconds, not at every 5 s poll."""
+    now, address = time.time(), _caller(None)
+
+    def change(pairing):
+        if pairing is None or pairing["status"] not in ("pending", "denied"):
+            return None  # decided meanwhile: never overwrite the owner's answer
+        seen = {"device": devices.wire_versions(versions)} if versions else {}
+        if address:
+            seen["address"] = address
+        if all(pairing.get(k) == v for k, v in seen.items()) \
+                and now - pairing.get("seen_at", 0) < POLL_NOTE_EVERY:
+            return None
+        pairing.update(seen, seen_at=now)
+        return pairing
+
+    store.pairings.update(code, change)
 
 
 def activate(store: Store, config: dict, state: str, token: str, report: dict) -> dict:
     """POST /device/activate: exchange an issued, approved (state, token) pair for a login."""
     if not isinstance(state, str) or not isinstance(token, str) or not token:
         raise ActivationRefused("state and token are required", status=400)
+    versions = _reported_versions(report)
     code = store.pairings.find(hash_token(token))
     pairing = store.pairings.get(code) if code else None
     if pairing is None or not hmac.compare_digest(pairing["token_hash"], hash_token(token)) \
@@ -132,20 +214,29 @@ def activate(store: Store, config: dict, state: str, token: str, report: dict) -
     if _expired(pairing, now):
         store.pairings.delete(pairing["code"])
         raise ActivationRefused("pairing code expired; ask for a new one", status=404)
-    if pairing["status"] == "pending":
-        if report:
-            pairing["device"] = {k: str(v)[:64] for k, v in report.items() if k in (
-                "coreVersion", "platform", "platform_build", "enclosureVersion")}
-            store.pairings.put(pairing["code"], pairing)
+    if pairing["status"] in ("pending", "denied"):
+        # shown to the owner who decides (versions under the names devices read)
+        _note_poll(store, pairing["code"], versions)
+        if pairing["status"] == "denied":  # 403 as well: polling on, so an undo still pairs
+            raise ActivationRefused(DENIED.format(code=pairing["code"]))
         raise ActivationRefused(f"waiting for the owner to approve code {pairing['code']}")
     uuid = pairing.get("uuid") or _device_uuid(state)
     if store.devices.get(uuid) is None:
         store.devices.put(uuid, devices.new_device(config, uuid))
-    devices.record_version(store, uuid, report or {})
+    devices.record_version(store, uuid, versions)
     login = issue_tokens(store, uuid)
     pairing.update(status="activated", activated_at=now, uuid=uuid)
     store.pairings.put(pairing["code"], pairing)
     return login
+
+
+def _reported_versions(report: Optional[dict]) -> dict:
+    """The versions in an activation, checked before anything is stored; a bad one is a
+    plain-text refusal, since a JSON error would be saved by the device as its login."""
+    try:
+        return devices.version_report(report or {})
+    except BadRequest as e:
+        raise ActivationRefused(e.message, status=400) from e
 
 
 def _device_uuid(state: str) -> str:

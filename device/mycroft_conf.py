@@ -16,6 +16,7 @@ from ovos_config.locations import DISTRIBUTION_CONFIG, SYSTEM_CONFIG, find_user_
 from ovos_config.models import LocalConf
 
 from ..backend import pairing
+from ..backend.config import device_snippet
 from ..backend.store import CorruptFile, Document, Store
 from . import identity as identity_file
 from .identity import Identity
@@ -89,10 +90,20 @@ def _remove(conf: dict, dotted: str) -> None:
         nodes[depth].pop(path[depth])
 
 
+def _flatten(tree: dict, prefix: str = "") -> Dict[str, object]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def backend_values(url: str, version: str) -> Dict[str, object]:
-    """What a device needs to use the backend at `url` (api-contract §9.3)."""
-    return {"server.url": url, "server.version": version, "server.backend_type": "personal",
-            "server.disabled": False, "listener.wake_word_upload.url": f"{url}/precise/upload"}
+    """What a device needs to use the backend at `url` (api-contract §9.3): the snippet
+    the README and the dashboard give, and the backend switched on."""
+    return {**_flatten(device_snippet(url, version)), "server.disabled": False}
 
 
 def server_url() -> str:

@@ -24,21 +24,46 @@ if [ -n "$missing" ]; then
   fi
 fi
 
+# keep going after a failing step, so one run shows every problem; the exit status says if any failed
+failed=()
+
+# Both venvs install the package from one wheel (not editable: this also proves its files are
+# packaged), built from a copy of the working tree as git sees it (tracked and new files, nothing
+# .gitignore names): a build/ or *.egg-info left by an in-place build cannot slip stale files in
+dist=$(mktemp -d)
+trap 'rm -rf "$dist"' EXIT
+mkdir "$dist/src"
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+  git ls-files -z --cached --others --exclude-standard |
+    while IFS= read -r -d '' f; do if [ -e "$f" ]; then printf '%s\0' "$f"; fi; done |
+    tar -c --null -T - | tar -x -C "$dist/src"
+else
+  tar -c --exclude='./.venv*' --exclude=./build --exclude='*.egg-info' . | tar -x -C "$dist/src"
+fi
+
 python3 -m venv .venv
 .venv/bin/pip install -q --upgrade pip
-# the package itself (not editable: this also proves its files are packaged), the probe skill the
-# sync tests install beside it, then the pinned test stack
-.venv/bin/pip install -q -c test/constraints.txt . ./test/probe_skill -r test/requirements.txt
+# any warning from the build (setuptools taking a data folder for a package, a MANIFEST.in line
+# matching nothing...) fails the run; pip's own "Location ... is ignored" lines are not the build's
+echo "== build the wheel"
+.venv/bin/pip wheel -q --no-deps -w "$dist" "$dist/src" 2>&1 | tee "$dist/build.log"
+if grep -v "^WARNING: Location '.*' is ignored" "$dist/build.log" | grep -qi "warning"; then
+  failed+=("packaging: the wheel build printed warnings (above)")
+fi
+wheel=$(ls "$dist"/ovos_skill_personal_backend-*.whl)
+# pip keeps an installed package when given a wheel of the same version: remove it first
+.venv/bin/pip uninstall -qq -y ovos-skill-personal-backend
+# the package, the probe skill the sync tests install beside it, then the pinned test stack
+.venv/bin/pip install -q -c test/constraints.txt "$wheel" "$dist/src/test/probe_skill" \
+  -r test/requirements.txt
 
 python3 -m venv .venv-device
 .venv-device/bin/pip install -q --upgrade pip
+.venv-device/bin/pip uninstall -qq -y ovos-skill-personal-backend
 # the same two packages on the device stack; an install that would need another ovos-config,
 # ovos-workshop... than the pinned device versions fails here, before any test runs
-.venv-device/bin/pip install -q -c test/constraints-device.txt . ./test/probe_skill \
+.venv-device/bin/pip install -q -c test/constraints-device.txt "$wheel" "$dist/src/test/probe_skill" \
   -r test/requirements-device.txt
-
-# keep going after a failing step, so one run shows every problem; the exit status says if any failed
-failed=()
 
 # lint: names that do not exist, syntax errors and likely bugs (F, E9, B); not style
 echo "== ruff check --select F,E9,B"

@@ -3,6 +3,7 @@
 ovos-config and ovos-backend-client compute their paths at import time (the identity
 file path, for one), so this must run before any test module imports them.
 """
+import json
 import os
 import shutil
 import socket
@@ -12,12 +13,20 @@ import time
 
 SANDBOX = tempfile.mkdtemp(prefix="pb-test-")
 for var, sub in (("XDG_CONFIG_HOME", "config"), ("XDG_DATA_HOME", "data"),
-                 ("XDG_CACHE_HOME", "cache"), ("XDG_CONFIG_DIRS", "xdg-dirs"),
-                 ("XDG_DATA_DIRS", "xdg-data-dirs")):
+                 ("XDG_CACHE_HOME", "cache"), ("XDG_STATE_HOME", "state"),
+                 ("XDG_CONFIG_DIRS", "xdg-dirs"), ("XDG_DATA_DIRS", "xdg-data-dirs")):
     os.environ[var] = os.path.join(SANDBOX, sub)
     os.makedirs(os.environ[var], exist_ok=True)
 os.environ["MYCROFT_SYSTEM_CONFIG"] = os.path.join(SANDBOX, "system", "mycroft.conf")
 os.environ["OVOS_DISTRIBUTION_CONFIG"] = os.path.join(SANDBOX, "distribution", "mycroft.conf")
+# OVOS logs from WARNING up (OVOS_DEFAULT_LOG_LEVEL=INFO shows more): passing tests print nothing,
+# not even the INFO lines skills log at interpreter exit, outside pytest's capture, and a failing
+# test's report keeps its warnings and errors. ovos-core sets the level from mycroft.conf's
+# log_level when imported, hence the sandbox's distribution config; the variable covers the rest.
+LOG_LEVEL = os.environ.setdefault("OVOS_DEFAULT_LOG_LEVEL", "WARNING")
+os.makedirs(os.path.dirname(os.environ["OVOS_DISTRIBUTION_CONFIG"]))
+with open(os.environ["OVOS_DISTRIBUTION_CONFIG"], "w") as f:
+    json.dump({"log_level": LOG_LEVEL}, f)
 os.environ["HOME"] = os.path.join(SANDBOX, "home")
 os.makedirs(os.environ["HOME"], exist_ok=True)
 tempfile.tempdir = os.path.join(SANDBOX, "tmp")  # the client's identity lock lives there

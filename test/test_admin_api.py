@@ -281,3 +281,30 @@ def test_device_created_with_definitions(live_server, db):
                                     name="Office", ww_id=ww_id)
     assert row["ww_id"] == ww_id and row["wake_word"] == "computer"
     assert row["ww_config"] == {"module": "ovos-ww-plugin-precise"}
+
+
+def test_a_denial_is_undone_through_the_admin_api(tmp_path):
+    """deny, then undeny: the same device, still polling, pairs once approved."""
+    from conftest import make_config
+    from helpers import serve
+    config = make_config(tmp_path / "data", pairing="confirm")
+    with serve(config) as server:
+        url = server.url
+        state = "undeny-" + os.urandom(4).hex()
+        code = requests.get(f"{url}/v1/device/code", params={"state": state}, timeout=10).json()
+
+        def activate():
+            return requests.post(f"{url}/v1/device/activate", timeout=10,
+                                 json={"state": state, "token": code["token"]})
+
+        def post(action):
+            return requests.post(f"{url}/v1/admin/pairings/{code['code']}/{action}",
+                                 headers=admin_headers(), timeout=10)
+
+        assert post("deny").status_code == 200
+        assert activate().status_code == 403
+        assert post("undeny").status_code == 200
+        assert post("undeny").status_code == 404  # nothing denied any more
+        assert post("approve").status_code == 200
+        login = activate().json()
+        assert login["uuid"] and login["accessToken"]

@@ -431,7 +431,7 @@ def _nested(depth: int) -> bytes:
     return b'{"ww_config": ' + b'{"a": ' * depth + b"1" + b"}" * depth + b"}"
 
 
-# (what, method, path, headers, body, expected status, "json" or "text")
+# (what, method, path, headers, body, expected status, "json", "text" or "html" (the admin page's error page))
 HOSTILE = [
     # malformed JSON
     ("truncated JSON", "PATCH", "/v1/device/{uuid}", DEVICE_JSON, b'{"coreVersion": ', 400, "json"),
@@ -525,7 +525,7 @@ HOSTILE = [
      404, "json"),
     ("dots in a skill id", "GET", "/v1/admin/skill_settings/../../../../etc/passwd", ADMIN, b"",
      404, "json"),
-    ("dots in a static file", "GET", "/admin/static/../../../../etc/passwd", {}, b"", 404, "json"),
+    ("dots in a static file", "GET", "/admin/static/../../../../etc/passwd", {}, b"", 404, "html"),
     ("dots in a recording id", "GET", "/v1/admin/voice_recs/..%2F..%2Fdevices%2F{uuid}/audio", ADMIN,
      b"", 404, "json"),
     ("dots in a definition id", "GET", "/v1/admin/ww_defs/../../skill_settings", ADMIN, b"", 404, "json"),
@@ -614,6 +614,8 @@ def test_hostile_requests_get_their_exact_refusal_and_change_nothing(target, tmp
             except (ValueError, KeyError, TypeError):
                 well_formed = False
             well_formed = well_formed and content_type.startswith("application/json")
+        elif kind == "html":
+            well_formed = content_type.startswith("text/html") and b"root:" not in answer
         else:
             well_formed = content_type.startswith("text/plain")
         if got != status or not well_formed:
@@ -692,7 +694,9 @@ def test_activation_needs_the_issued_pair_and_approval_polls_are_not_failures(tm
                       headers={"Authorization": f"Bearer {ADMIN_KEY}"}).raise_for_status()
         answer = requests.post(f"{url}/v1/device/activate", timeout=30,
                                json={"state": denied["state"], "token": denied["token"]})
-        assert answer.status_code == 404 and answer.headers["Content-Type"].startswith("text/plain")
+        # told it was denied (403, like the wait: it holds a valid token, so no failure counted)
+        assert answer.status_code == 403 and answer.headers["Content-Type"].startswith("text/plain")
+        assert "denied" in answer.text
 
 
 # brute force and floods ----------------------------------------------------------------------

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from uuid import uuid4
 
 import pytest
 
@@ -116,6 +117,16 @@ def _screenshot(driver, name: str) -> str:
     with open(path, "wb") as f:
         f.write(base64.b64decode(shot["data"]))
     return path
+
+
+def _unlabelled(driver) -> list:
+    """The controls without a label a screen reader can read."""
+    return driver.execute_script("""
+        return Array.from(document.querySelectorAll('input, select, textarea, button'))
+          .filter(e => e.type !== 'hidden')
+          .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                       && !(e.tagName === 'BUTTON' && e.textContent.trim()))
+          .map(e => e.outerHTML.slice(0, 80));""")
 
 
 def _severe_console_messages(driver) -> list:
@@ -228,14 +239,7 @@ def test_every_page_fits_is_labelled_and_screenshotted(driver, server, populated
         overflow = driver.execute_script(
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 0, f"{name} is {overflow}px too wide at {size} size"
-        # every control has a label a screen reader can read
-        unlabelled = driver.execute_script("""
-            return Array.from(document.querySelectorAll('input, select, textarea, button'))
-              .filter(e => e.type !== 'hidden')
-              .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
-                           && !(e.tagName === 'BUTTON' && e.textContent.trim()))
-              .map(e => e.outerHTML.slice(0, 80));""")
-        assert unlabelled == [], f"{name}: {unlabelled}"
+        assert _unlabelled(driver) == [], f"{name}: {_unlabelled(driver)}"
         _screenshot(driver, f"{name}-{size}")
     assert _severe_console_messages(driver) == []
     driver.delete_all_cookies()
@@ -269,3 +273,119 @@ def test_keyboard_only(driver, server, populated):
     field.send_keys(Keys.ENTER)  # submits the form
     _wait(driver, expected_conditions.text_to_be_present_in_element((By.CSS_SELECTOR, ".flash"), "Device saved"))
     assert server.store.devices.get(populated)["name"].endswith(" 2")
+
+
+# a phone never scrolls sideways, whatever the data -----------------------------------------------
+
+LONG = "Wohnzimmer_Regal_links_neben_dem_Fernseher_und_der_Stehlampe"  # one unbreakable "word"
+LONG_SKILL = "skill_" + "very_long_skill_name_" * 4 + "openvoiceos"
+
+
+@pytest.fixture(scope="module")
+def long_server(tmp_path_factory):
+    """A backend whose every name is long and unbreakable: config file path, public URL,
+    device name, placement, platform, skill id, labels, transcripts, metric types, and a
+    device waiting to pair plus one denied, both described at length."""
+    folder = tmp_path_factory.mktemp("long") / ("a_folder_name_without_any_spaces_" * 3).strip("_")
+    port = free_port()
+    config = make_config(folder / "data", pairing="confirm", port=port,
+                         url="http://" + "backend" * 8 + ".example.org:6712/" + LONG)
+    store = Store(config["data_path"])
+    app = create_app(config, store, config_path=str(folder / "ovos_backend.conf"))
+    running = BackendServer(app, "127.0.0.1", port).start()
+    running.store, running.config = store, config
+    uuid = _long_device(store, config)
+    for _ in range(2):
+        code = _long_pairing_request(running.url)
+    pairing.deny(store, code)
+    running.uuid = uuid
+    yield running
+    running.stop()
+
+
+def _long_device(store, config) -> str:
+    """A paired device with long names everywhere the pages show one."""
+    from ovos_skill_personal_backend.backend import devices
+    uuid = pairing.pair_directly(store, config)["uuid"]
+    devices.update(store, uuid, {"name": LONG * 3, "device_location": LONG, "email": LONG + "@example.org"})
+    devices.record_version(store, uuid, {"coreVersion": LONG, "platform": LONG * 2})
+    field = {"name": "city", "type": "text", "label": "Label-" + LONG, "value": LONG * 3}
+    choice = {"name": "units", "type": "select", "label": "Units", "value": "a",
+              "options": f"{LONG * 2}|a;short|b"}
+    skill_settings.upload_meta(store, uuid, {"skill_gid": f"@{uuid}|{LONG_SKILL}", "display_name": LONG,
+                                             "skillMetadata": {"sections": [{"name": LONG, "fields": [field, choice]}]}})
+    devices.record_manifest(store, uuid, {"skills": [{"name": LONG_SKILL, "skill_gid": f"@{uuid}|{LONG_SKILL}"},
+                                                     {"name": LONG_SKILL + "-without-settings"}]})
+    store.metrics.append({"metric_id": "long", "metric_type": LONG, "uuid": uuid, "timestamp": time.time(),
+                          "meta": {"utterance": LONG * 4}})
+    for kind in (datasets.UTTERANCES, datasets.WAKEWORDS):
+        datasets.save(store, kind, uuid, buzz_wav(0.2), (LONG * 3)[:200])
+    return uuid
+
+
+def _long_pairing_request(url: str) -> str:
+    """A device asks to pair and polls once, describing itself at length; its code."""
+    import requests
+    state = str(uuid4())
+    code = requests.get(f"{url}/v1/device/code", params={"state": state, "packaging": LONG}, timeout=10).json()
+    requests.post(f"{url}/v1/device/activate", timeout=10, json={
+        "state": state, "token": code["token"], "coreVersion": LONG, "platform": LONG * 2})
+    return code["code"]
+
+
+def _long_pages(server) -> dict:
+    uuid = server.uuid
+    return {"dashboard": "/admin/", "devices": "/admin/devices", "device": f"/admin/devices/{uuid}",
+            "device-location": f"/admin/devices/{uuid}/location?q=Lisbon",
+            "device-place-unknown": f"/admin/devices/{uuid}/location?q={LONG}",
+            "unpair": f"/admin/devices/{uuid}/unpair", "skills": "/admin/skills",
+            "shared-skill": f"/admin/skills/shared/{LONG_SKILL}", "skill": f"/admin/skills/device/{uuid}/{LONG_SKILL}",
+            "utterances": "/admin/recordings", "wakewords": "/admin/recordings?kind=wakewords",
+            "metrics": "/admin/metrics", "metrics-refused": f"/admin/metrics?since={LONG}",
+            "config": "/admin/config", "not-found": f"/admin/{LONG * 3}"}
+
+
+def _sideways(driver) -> int:
+    """How far the page scrolls sideways (0: not at all)."""
+    return driver.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+
+
+def test_no_page_scrolls_sideways_on_a_phone(driver, long_server):
+    driver.set_window_size(*SIZES["phone"])
+    try:
+        driver.delete_all_cookies()
+        _login(driver, long_server)
+        assert driver.execute_script("return window.innerWidth") == SIZES["phone"][0]
+        wide = {}
+        for name, path in _long_pages(long_server).items():
+            _open(driver, long_server, path)
+            _screenshot(driver, f"long-names-{name}-phone")
+            if _sideways(driver) > 0:
+                wide[name] = _sideways(driver)
+            assert _unlabelled(driver) == [], f"{name}: {_unlabelled(driver)}"
+        _open(driver, long_server, f"/admin/devices/{long_server.uuid}")
+        form = driver.find_element(By.ID, "d-email")  # a refused form: the error and the marked field
+        form.clear()
+        form.send_keys(LONG)
+        driver.execute_script("document.getElementById('d-email').type = 'text'")
+        _click(driver, driver.find_element(By.CSS_SELECTOR, "form.fields button[type=submit]"))
+        _wait(driver, expected_conditions.presence_of_element_located((By.ID, "form-error")))
+        if _sideways(driver) > 0:
+            wide["device-refused"] = _sideways(driver)
+        driver.delete_all_cookies()
+        _open(driver, long_server, f"/admin/{LONG * 3}")  # the login page, with where to go after it
+        if _sideways(driver) > 0:
+            wide["login"] = _sideways(driver)
+        assert wide == {}, f"pages wider than a phone (px too wide): {wide}"
+    finally:
+        driver.set_window_size(*SIZES["desktop"])
+
+
+def test_the_refused_field_is_marked_and_focused(driver, server, populated):
+    _login(driver, server)
+    _open(driver, server, "/admin/metrics?since=yesterday")
+    field = driver.switch_to.active_element
+    assert field.get_attribute("id") == "m-since" and field.get_attribute("aria-invalid") == "true"
+    marked, plain = (driver.execute_script("return getComputedStyle(arguments[0]).borderTopWidth", element)
+                     for element in (field, driver.find_element(By.ID, "m-until")))
+    assert float(marked.rstrip("px")) > float(plain.rstrip("px"))  # the CSS class shows it

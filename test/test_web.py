@@ -46,6 +46,17 @@ def device(store, config):
     return devices.update(store, uuid, {"name": "Kitchen"})
 
 
+def _invalid_inputs(html: str) -> list:
+    """The ids of the inputs a page marks as refused: aria-invalid and the CSS class,
+    described by the error message."""
+    marked = []
+    for tag in re.findall(r"<(?:input|select|textarea)\b[^>]*>", html):
+        if 'aria-invalid="true"' in tag:
+            assert 'class="invalid"' in tag and "form-error" in tag, tag
+            marked.append(re.search(r'id="([^"]+)"', tag).group(1))
+    return marked
+
+
 def _flash(response) -> str:
     return " ".join(re.findall(r'class="flash[^"]*"[^>]*>([^<]*)<', response.get_data(as_text=True)))
 
@@ -143,6 +154,45 @@ def test_sessions_expire(admin, field, age):
     assert admin.get("/admin/devices").status_code == 302  # the session is gone, not revived
 
 
+def _restarted(browser, config, store, config_path) -> Browser:
+    """The same browser (its cookies) against the backend restarted: a new app, whose
+    session key is new, on the same data."""
+    cookie = browser.client.get_cookie("pb_admin", path="/admin")
+    assert cookie is not None
+    after = Browser(create_app(config, store, config_path=str(config_path)).test_client())
+    after.client.set_cookie("pb_admin", cookie.value, path="/admin")
+    return after
+
+
+def test_after_a_restart_the_login_page_says_the_session_ended(admin, config, store, config_path):
+    after = _restarted(admin, config, store, config_path)
+    response = after.get("/admin/devices")
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/login?next=/admin/devices"
+    page = after.get(response.headers["Location"])
+    assert "your session ended" in _flash(page) and "restarted" in _flash(page)
+    assert after.login().status_code == 302  # then logging in works as ever
+    assert after.get("/admin/devices").status_code == 200
+    assert "session ended" not in _flash(after.get("/admin/devices"))  # said once
+
+
+def test_after_a_restart_every_way_in_explains(admin, config, store, config_path):
+    # the login page itself, opened with the old cookie
+    page = _restarted(admin, config, store, config_path).get("/admin/login")
+    assert page.status_code == 200 and "your session ended" in _flash(page)
+    # a form sent from a page loaded before the restart: not "form expired", the login
+    after = _restarted(admin, config, store, config_path)
+    response = after.client.post("/admin/pairing-mode", data={"mode": "confirm", "csrf_token": "from-before"})
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/login"
+    assert "your session ended" in _flash(after.get("/admin/login"))
+    assert config["server"]["pairing"] == "auto"
+    # the dashboard's background poll
+    after = _restarted(admin, config, store, config_path)
+    assert after.get("/admin/pending.json").status_code == 401
+    # somebody who never logged in sees a plain login page
+    fresh = Browser(create_app(config, store, config_path=str(config_path)).test_client())
+    assert _flash(fresh.get("/admin/login")) == ""
+
+
 def test_the_background_poll_does_not_keep_a_session_alive(admin):
     idle_since = time.time() - security.IDLE_LIMIT + 60
     with admin.client.session_transaction("/admin/") as session:
@@ -224,7 +274,7 @@ def test_approve_and_deny_from_the_dashboard(admin, codes, store):
     assert admin.post(f"/admin/pairings/{codes[0]}/approve").status_code == 302
     assert admin.post(f"/admin/pairings/{codes[1]}/deny").status_code == 302
     assert store.pairings.get(codes[0])["status"] == "approved"
-    assert store.pairings.get(codes[1]) is None
+    assert store.pairings.get(codes[1])["status"] == "denied"  # kept: the device is told, the owner may undo
     # typed as heard: lower case, spaces
     spoken = " ".join(codes[2].lower())
     response = admin.post("/admin/pairings/approve", data={"code": spoken})
@@ -267,18 +317,33 @@ def test_device_form_saves_every_field(admin, device, store):
     assert devices.get(store, device["uuid"])["opt_in"] is False
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("email", "not-an-address", "email must be an e-mail address"),
-    ("name", "", "name must not be empty"),
-    ("lang", "English", "lang must be a language tag"),
-    ("time_format", "24h", "time_format must be one of"),
+@pytest.mark.parametrize("field, value, message, input_id", [
+    ("email", "not-an-address", "E-mail for messages from skills: must be an e-mail address", "d-email"),
+    ("name", "", "Name: must not be empty", "d-name"),
+    ("lang", "English", "Language: must be a language tag", "d-lang"),
+    ("time_format", "24h", "Time format: must be one of", "d-time"),
 ])
-def test_device_form_refuses_bad_values_and_keeps_what_was_typed(admin, device, store, field, value, message):
+def test_device_form_refuses_bad_values_and_keeps_what_was_typed(admin, device, store, field, value, message,
+                                                                 input_id):
     response = admin.post(f"/admin/devices/{device['uuid']}", data={**DEVICE_FORM, field: value})
     html = response.get_data(as_text=True)
     assert response.status_code == 400 and message in html and 'role="alert"' in html
     assert 'value="shelf"' in html  # the rest of what was typed is still in the form
+    assert _invalid_inputs(html) == [input_id]  # the wrong field, and only it, is marked
+    if field != "time_format":  # a select shows the typed choice only if it is one of its options
+        assert f'id="{input_id}" name="{field}"' in html and f'value="{value}"' in html
     assert devices.get(store, device["uuid"])["name"] == "Kitchen"
+
+
+def test_device_list_has_no_dangling_separator(admin, device, store):
+    def entry() -> str:
+        html = admin.get("/admin/devices").get_data(as_text=True)
+        return re.sub(r"\s+", " ", re.search(r'<li class="row">(.*?)</li>', html, re.S).group(1))
+
+    devices.update(store, device["uuid"], {"device_location": ""})
+    assert "Kitchen</strong></a><br>" in entry() and "·" not in entry().split("<br>")[0]  # no placement: no "·"
+    devices.update(store, device["uuid"], {"device_location": "shelf"})
+    assert "Kitchen</strong></a> <span class=\"muted\">· shelf</span>" in entry()
 
 
 def test_device_wake_word_and_voice_from_the_catalogues(admin, device, store, config):
@@ -304,7 +369,8 @@ def test_device_location_by_place_search(admin, device, store):
     for bad in ({"q": "Lisbon", "index": "99"}, {"q": "Lisbon", "index": "x"}, {"q": "", "index": "0"}):
         assert admin.post(f"/admin/devices/{device['uuid']}/location", data=bad).status_code == 400
     page = admin.get(f"/admin/devices/{device['uuid']}/location?q=Qwxzzy").get_data(as_text=True)
-    assert "No place called" in page
+    assert "Find a place: no place called &#39;Qwxzzy&#39; is known" in page
+    assert _invalid_inputs(page) == ["place-q"] and 'value="Qwxzzy"' in page
 
 
 def test_unpair_asks_then_forgets_the_device(admin, device, store):
@@ -319,6 +385,30 @@ def test_unknown_device_is_an_html_404(admin):
     response = admin.get("/admin/devices/no-such-device")
     assert response.status_code == 404 and "unknown device" in response.get_data(as_text=True)
     assert response.mimetype == "text/html"
+
+
+@pytest.mark.parametrize("path", ["/admin/nonexistent", "/admin/devices/x/nothing/here",
+                                  "/admin/recordings?kind=secrets", "/admin/static/missing.css"])
+def test_a_404_under_admin_is_the_styled_page(admin, path):
+    response = admin.get(path)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 404 and response.mimetype == "text/html"
+    assert "/admin/static/style.css" in html and "<h1>" in html and "Back to the dashboard" in html
+    if "kind=" not in path:
+        assert "Page not found" in html and path in html
+
+
+def test_a_404_under_admin_needs_a_login_first(browser):
+    response = browser.get("/admin/nonexistent")
+    assert response.status_code == 302 and response.headers["Location"] == "/admin/login?next=/admin/nonexistent"
+
+
+@pytest.mark.parametrize("path", ["/v1/nonexistent", "/nonexistent", "/v1/admin/devices/no-such-device",
+                                  "/administrator"])
+def test_404s_elsewhere_stay_json(admin, path):
+    response = admin.get(path, headers={"Authorization": f"Bearer {ADMIN_KEY}"})
+    assert response.status_code == 404 and response.mimetype == "application/json"
+    assert "error" in response.json
 
 
 # skill settings -----------------------------------------------------------------------------
@@ -368,10 +458,17 @@ def test_shared_settings_saved_from_the_form_reach_the_device(admin, skill, devi
 @pytest.mark.parametrize("field, value, message", [("days", "many", "Days: a number is needed"),
                                                    ("units", "kelvin", "Units: choose one of the options")])
 def test_settings_form_refuses_bad_values(admin, skill, store, field, value, message):
-    response = admin.post(f"/admin/skills/shared/{SKILL}", data={"user": "x", "days": "1", "units": "metric",
+    response = admin.post(f"/admin/skills/shared/{SKILL}", data={"user": "typed", "days": "1", "units": "metric",
                                                                  field: value})
-    assert response.status_code == 400 and message in response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and message in html
     assert store.shared_skills.get(SKILL)["settings"]["user"] == "anne"
+    # what was typed stays (the wrong number too), and the wrong field is the marked one
+    assert re.search(r'name="user" type="text" value="typed"', html)
+    if field == "days":
+        assert re.search(r'name="days" type="number" value="many"', html)
+    marked = _invalid_inputs(html)
+    assert len(marked) == 1 and re.search(rf'id="{marked[0]}" name="{field}"', html)
 
 
 def test_device_settings_override_then_reset(admin, skill, device, store):
@@ -420,6 +517,11 @@ def test_unknown_skill_is_a_404_page(admin, device):
 
 
 
+def test_no_recordings_is_said_once(admin):
+    html = admin.get("/admin/recordings").get_data(as_text=True)
+    assert html.count("Nothing recorded yet") == 1 and "0 recordings" not in html
+
+
 def test_recordings_list_play_edit_and_delete(admin, store, device):
     utterance = datasets.save(store, datasets.UTTERANCES, device["uuid"], buzz_wav(0.2), "what time is it")
     sample = datasets.save(store, datasets.WAKEWORDS, device["uuid"], buzz_wav(0.2), "hey mycroft")
@@ -461,7 +563,9 @@ def test_metrics_table_filters_and_chart(admin, store, device):
     html = admin.get("/admin/metrics?device=nobody").get_data(as_text=True)
     assert "No metrics match" in html
     response = admin.get("/admin/metrics?since=yesterday")
-    assert response.status_code == 400 and "is not a date" in response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and "From: &#39;yesterday&#39; is not a date" in html
+    assert _invalid_inputs(html) == ["m-since"] and 'value="yesterday"' in html
 
 
 def test_activity_chart_buckets():
@@ -518,9 +622,10 @@ def test_config_form_saves_applies_and_names_restarts(admin, config, config_path
 
 @pytest.mark.parametrize("field, value, message", [
     ("server.port", "seven", "Port: a whole number is needed"),
-    ("server.port", "70000", "server.port must be between"),
-    ("system_unit", "cubits", "system_unit must be one of"),
-    ("server.admin_key", "short", "at least 16 characters"),
+    ("server.port", "70000", "Port: must be between"),
+    ("system_unit", "cubits", "Units: must be one of"),
+    ("server.admin_key", "short", "New admin key: must be at least 16 characters"),
+    ("server.code_ttl_hours", "0", "Pairing code lifetime (hours): must be positive"),
 ])
 def test_config_form_refuses_bad_values(admin, config, config_path, field, value, message):
     before = json.dumps(config, sort_keys=True)
@@ -529,7 +634,58 @@ def test_config_form_refuses_bad_values(admin, config, config_path, field, value
     html = response.get_data(as_text=True)
     assert response.status_code == 400 and message in html
     assert 'value="fr-fr"' in html  # what was typed stays in the form
+    assert _invalid_inputs(html) == ["cfg-" + field.replace(".", "-").replace("_", "-")]
+    if field not in ("server.admin_key", "system_unit"):  # not a secret, not a choice: the typed text
+        assert re.search(rf'name="{field}" value="{value}"', html)
     assert json.dumps(config, sort_keys=True) == before and not config_path.exists()
+
+
+SECRETS_SET = {"microservices.owm_key": "owm-secret-1234", "microservices.wolfram_key": "wolfram-1",
+               "microservices.email.smtp.password": "smtp-pass"}
+
+
+@pytest.fixture
+def secrets_set(config):
+    config["microservices"]["wolfram_key"] = "wolfram-1"
+    config["microservices"]["email"]["smtp"]["password"] = "smtp-pass"
+
+
+def test_stored_secrets_can_be_cleared_except_the_admin_key(admin, config, secrets_set):
+    html = admin.get("/admin/config").get_data(as_text=True)
+    offered = re.findall(r'<input type="checkbox" id="[^"]+" name="_clear_secret" value="([^"]+)"', html)
+    assert sorted(offered) == sorted(SECRETS_SET)  # not server.admin_key: that would lock the owner out
+    assert "Remove the stored SMTP password" in html
+    response = admin.post("/admin/config", data={**_config_form(admin), "_clear_secret": [
+        "microservices.owm_key", "microservices.email.smtp.password"]})
+    assert response.status_code == 302
+    assert config["microservices"]["owm_key"] == "" and config["microservices"]["email"]["smtp"]["password"] == ""
+    assert config["microservices"]["wolfram_key"] == "wolfram-1"  # not ticked: kept
+    html = admin.get("/admin/config").get_data(as_text=True)
+    assert re.findall(r'name="_clear_secret" value="([^"]+)"', html) == ["microservices.wolfram_key"]
+
+
+def test_clearing_and_typing_a_secret_at_once_is_refused(admin, config, secrets_set):
+    response = admin.post("/admin/config", data={**_config_form(admin), "microservices.owm_key": "new-key",
+                                                 "_clear_secret": "microservices.owm_key", "lang": "fr-fr"})
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and "OpenWeatherMap key: type a new value or tick" in html
+    assert _invalid_inputs(html) == ["cfg-microservices-owm-key"] and "new-key" not in html
+    assert re.search(r'value="microservices.owm_key" checked', html)  # the tick is kept too
+    assert config["microservices"]["owm_key"] == "owm-secret-1234" and config["lang"] != "fr-fr"
+    # the admin key cannot be cleared by a forged form either
+    response = admin.post("/admin/config", data={**_config_form(admin), "_clear_secret": "server.admin_key"})
+    assert response.status_code == 302 and config["server"]["admin_key"] == ADMIN_KEY
+
+
+def test_a_stored_skill_password_can_be_cleared(admin, skill, store):
+    path = f"/admin/skills/shared/{SKILL}"
+    assert "Remove the stored API key" in admin.get(path).get_data(as_text=True)
+    form = {"user": "anne", "days": "3", "units": "metric"}
+    response = admin.post(path, data={**form, "api_key": "typed", "_clear_secret": "api_key"})
+    assert response.status_code == 400 and "API key: type a new value or tick" in response.get_data(as_text=True)
+    assert admin.post(path, data={**form, "_clear_secret": "api_key"}).status_code == 302
+    assert store.shared_skills.get(SKILL)["settings"]["api_key"] == ""
+    assert "Remove the stored API key" not in admin.get(path).get_data(as_text=True)  # nothing left to clear
 
 
 def test_default_location_by_place_search(admin, config):

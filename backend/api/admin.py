@@ -36,6 +36,11 @@ def deny_pairing(code):
     return jsonify(pairing.deny(get_store(), code))
 
 
+@bp.post("/pairings/<code>/undeny")
+def undeny_pairing(code):
+    return jsonify(pairing.undeny(get_store(), code))
+
+
 @bp.get("/<uuid>/pair")
 def pair(uuid):
     """Create or re-key a device and hand back its identity (the client saves it)."""

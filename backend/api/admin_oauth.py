@@ -3,7 +3,8 @@
 Paths and bodies are those of ovos-backend-client's `db_*oauth*` calls. Apps are
 created with or without `refresh_endpoint` (the client stopped sending it in 1.0.0,
 the manager still does); every PUT is an upsert. Secrets come back masked (the
-manager writes rows back: a masked value means "unchanged").
+manager writes rows back: a masked value means "unchanged"), except in the answer to
+reading one token by id, which is how the admin gets a token to use.
 """
 from flask import Blueprint, Response, jsonify
 
@@ -66,7 +67,8 @@ def list_tokens():
 
 @bp.get("/oauth_toks/<token_id>")
 def get_token(token_id):
-    return jsonify(oauth.token_view(token_id, oauth.get_token(get_store(), token_id)))
+    """The token itself, secrets included (listings stay masked)."""
+    return jsonify(oauth.token_record(token_id, oauth.get_token(get_store(), token_id)))
 
 
 @bp.route("/oauth_toks", methods=["PUT", "POST"])

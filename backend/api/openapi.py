@@ -146,6 +146,7 @@ OAUTH_APP_SET = {"client_id": "demo", "auth_endpoint": "https://auth.example.org
 
 OPERATIONS: Dict[str, dict] = {
     "index": op("what this server is"),
+    "api_index": op("what this server is (the API prefix answers too)"),
     "openapi.document": op("this document"),
     # pairing (api-contract §2)
     "auth.device_code": op("start pairing: a code to show and a secret token", query={
@@ -216,19 +217,28 @@ OPERATIONS: Dict[str, dict] = {
         upstream="the OAuth provider: 502/504 when the code exchange fails"),
     "speech.stt": device("speech to text (FLAC or WAV body)", query=STT_QUERY,
                          body=AUDIO, media="application/octet-stream", upstream=STT),
+    "speech.transcribe": device(
+        "speech to text, Selene's shape for the Mark II: {transcription: text, or null when "
+        "nothing was understood}", query={"language": {**STR, "example": "en-us"}, "lang": STR,
+                                          "limit": {"type": "integer"}},
+        body=AUDIO, media="application/octet-stream", upstream=STT,
+        returns=obj(("transcription",), transcription={**STR, "nullable": True})),
     "speech_root.public_stt": op("the old open STT relay (off unless server.public_stt)",
                                  query=STT_QUERY, body=AUDIO,
                                  media="application/octet-stream", answers=TEXT, upstream=STT),
     "speech.geolocation": device("find a place", query={"location": {**STR, "example": "Lisbon"}},
                                  required=("location",)),
-    "speech_root.precise_upload": device("upload a wake word (v1)", body=UPLOAD,
-                                         media="multipart/form-data"),
+    "speech_root.precise_upload": device(
+        "upload a wake word (v1). Without a token (mycroft-core 20.2) only while "
+        "listener.record_wakewords is on, and from this machine unless "
+        "listener.accept_anonymous_wakewords", body=UPLOAD, media="multipart/form-data"),
     "speech.wake_word_file": device("upload a wake word (v2)", body=UPLOAD,
                                     media="multipart/form-data"),
     # admin (§7)
     "admin.pending_pairings": admin("pairings waiting for approval"),
     "admin.approve_pairing": admin("approve a pairing code"),
     "admin.deny_pairing": admin("deny a pairing code"),
+    "admin.undeny_pairing": admin("take a denial back: the code waits for approval again"),
     "admin.pair": admin("create or re-key a device; its login", returns=REF["Login"]),
     "admin.set_device_info": admin("device info", body=obj(**DEVICE_FIELDS), example={
         "name": "Kitchen", "opt_in": True, "lang": "pt-pt", "email": "owner@example.org"}),
@@ -295,7 +305,7 @@ OPERATIONS: Dict[str, dict] = {
     "admin_oauth.household_auth_url": admin("authorize an app for every device",
                                             answers=TEXT),
     "admin_oauth.list_tokens": admin("OAuth tokens, secrets masked"),
-    "admin_oauth.get_token": admin("one OAuth token"),
+    "admin_oauth.get_token": admin("one OAuth token, secrets included"),
     "admin_oauth.create_token": admin("store an OAuth token",
                                       body=obj(token_id=STR, token_data=OBJ), example={
                                           "token_id": "demo", "token_data": DEMO_TOKEN}),

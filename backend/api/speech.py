@@ -7,16 +7,17 @@ sends v1 wake words) and the public `/stt` (only when `server.public_stt` is on)
 """
 import io
 import re
-from typing import Optional, Tuple, Union
+from typing import List, Optional, Tuple, Union
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.formparser import FormDataParser
 
-from .. import datasets, devices
+from .. import datasets, devices, pairing
+from ..config import is_loopback
 from ..errors import BadRequest, NotFound
 from ..services import geocoding
 from ..services.stt import SpeechToText
-from . import device_required, get_config, get_service, get_store
+from . import device_required, get_config, get_service, get_store, not_paired
 
 bp = Blueprint("speech", __name__)
 root = Blueprint("speech_root", __name__)
@@ -33,29 +34,49 @@ def build_services(config: dict) -> dict:
     return {"stt": SpeechToText(config["stt"])}
 
 
-def _lang(default: str) -> str:
-    lang = (request.args.get("lang") or default).strip().lower()
+def _lang(default: str, names: Tuple[str, ...]) -> str:
+    """The language of the request: the first of the query parameters `names` given."""
+    given = next((request.args[name] for name in names if request.args.get(name)), "")
+    lang = (given or default).strip().lower()
     if not LANG.match(lang):
-        raise BadRequest("lang must be a language tag such as en-us")
+        raise BadRequest(f"{names[0]} must be a language tag such as en-us")
     return lang
 
 
-def _transcribe(default_lang: str) -> Tuple[bytes, str, list]:
-    """(audio, lang, transcripts) of the request: raw FLAC/WAV body, `lang`, `limit`."""
+def _transcribe(default_lang: str,
+                lang_names: Tuple[str, ...] = ("lang",)) -> Tuple[bytes, str, list]:
+    """(audio, lang, transcripts) of the request: raw FLAC/WAV body, the language (query
+    parameter among `lang_names`), `limit`."""
     audio = request.get_data(cache=False)
-    lang = _lang(default_lang)
+    lang = _lang(default_lang, lang_names)
     texts = get_service("stt").transcribe(audio, lang, request.args.get("limit", 1))
     return audio, lang, texts
+
+
+def _device_transcripts(lang_names: Tuple[str, ...] = ("lang",)) -> List[str]:
+    """Transcripts of a paired device's audio (in its language unless the query names
+    one); the audio is recorded by the dataset rules whatever route it came by."""
+    store, config = get_store(), get_config()
+    device = devices.get(store, g.uuid)
+    audio, lang, texts = _transcribe(device.get("lang") or config["lang"], lang_names)
+    datasets.record_utterance(store, config, device, audio, texts[0], lang)
+    return texts
 
 
 @bp.post("/stt")
 @device_required
 def stt():
-    store, config = get_store(), get_config()
-    device = devices.get(store, g.uuid)
-    audio, lang, texts = _transcribe(device.get("lang") or config["lang"])
-    datasets.record_utterance(store, config, device, audio, texts[0], lang)
-    return jsonify(texts)
+    return jsonify(_device_transcripts())
+
+
+@bp.post("/transcribe")
+@device_required
+def transcribe():
+    """Selene's STT route, which the Mark II uses (api-contract §6.1): the language is
+    `language` (or `lang`), the answer `{"transcription": text}`, or null when nothing
+    was understood (where /stt answers `[""]`)."""
+    texts = _device_transcripts(("language", "lang"))
+    return jsonify({"transcription": texts[0] or None})
 
 
 @root.post("/stt")
@@ -124,10 +145,30 @@ def _wake_word_upload():
 
 
 @root.post("/precise/upload")
-@device_required
 def precise_upload():
-    """v1 (`device_upload_wake_word_v1`): the device is the one owning the token."""
+    """v1 (`device_upload_wake_word_v1`): the device is the one owning the token. Without
+    a token (mycroft-core 20.2 sends none) the upload is taken only as
+    `datasets.anonymous_refusal` allows; a token that is sent must be valid."""
+    if pairing.bearer(request.headers.get("Authorization")):
+        return _device_precise_upload()
+    config = get_config()
+    refusal = datasets.anonymous_refusal(config, _from_this_machine())
+    if refusal:
+        return not_paired(refusal)
+    audio, metadata = _upload()
+    return jsonify(datasets.upload_anonymous_wake_word(get_store(), config, audio, metadata))
+
+
+@device_required
+def _device_precise_upload():
     return _wake_word_upload()
+
+
+def _from_this_machine() -> bool:
+    """True when the request comes over loopback (an IPv4 client of a dual-stack socket
+    shows as ::ffff:127.0.0.1). The server trusts no X-Forwarded-For (server.py)."""
+    address = request.remote_addr or ""
+    return is_loopback(address[len("::ffff:"):] if address.startswith("::ffff:") else address)
 
 
 @bp.post("/device/<uuid>/wake-word-file")

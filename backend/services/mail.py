@@ -29,13 +29,16 @@ PER_HOUR = 30
 
 
 def message_fields(body) -> Dict[str, str]:
-    """`{"title", "body", "sender"}` checked: strings, bounded, no header injection."""
+    """`{"title", "body", "sender"}` checked: strings, bounded, no header injection.
+    A null field is an empty one: mycroft-core turns every "" of a JSON body into null."""
     if not isinstance(body, dict):
         raise BadRequest("expected a JSON object with title, body and sender")
     fields = {}
     for name, limit, one_line in (("title", TITLE_LIMIT, True), ("body", BODY_LIMIT, False),
                                   ("sender", SENDER_LIMIT, True)):
-        value = body.get(name, "")
+        value = body.get(name)
+        if value is None:
+            value = ""
         if not isinstance(value, str):
             raise BadRequest(f"{name} must be a string")
         if len(value) > limit:

@@ -16,7 +16,8 @@ device route looked up), `<app id>` for a household token shared by every device
 own token first, then the shared one.
 
 Secrets (client secrets, access and refresh tokens) never appear in logs; admin
-views show them masked, and a masked value written back means "unchanged".
+views show them masked (except the one token the admin reads by id), and a masked
+value written back means "unchanged".
 """
 import base64
 import hashlib
@@ -162,9 +163,15 @@ def delete_app(store: Store, app_id: str) -> None:
 
 # tokens (admin) --------------------------------------------------------------------
 
+def token_record(token_id: str, token: dict) -> dict:
+    """A stored token whole, for the admin who reads that one token
+    (ovos-backend-client's `db_get_oauth_token`): it is asked for to be used."""
+    return {"token_id": token_id, **token}
+
+
 def token_view(token_id: str, token: dict) -> dict:
-    """A stored token for the admin: expiry and scope visible, secrets masked."""
-    view = {"token_id": token_id, **token}
+    """A stored token for listings and echoes: expiry and scope visible, secrets masked."""
+    view = token_record(token_id, token)
     for name in SECRET_TOKEN_FIELDS:
         if view.get(name):
             view[name] = MASK

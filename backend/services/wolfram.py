@@ -84,7 +84,8 @@ def query(api: Api, params, device: dict) -> Dict[str, str]:
         if not ({"latlong", "location"} & set(optional)):
             coordinate = device["location"]["coordinate"]
             optional["geolocation"] = f"{coordinate['latitude']},{coordinate['longitude']}"
-    units = params.get("units") or device["system_unit"]
+    # "Metric" is metric too: a case-sensitive compare gave such devices imperial answers
+    units = (params.get("units") or "").strip().lower() or device["system_unit"]
     built = {api.query_name: question.strip(), **optional,
              "units": "metric" if units == "metric" else api.non_metric}
     if api.output:

@@ -14,8 +14,46 @@ from ..reconfigure import RESTART_KEYS
 from ..skill_settings import to_native, to_wire
 
 
+# refused values ------------------------------------------------------------------------
+
+CLEAR_FIELD = "_clear_secret"  # a ticked "clear" box next to a stored secret sends its key
+
+
+class FieldError(BadRequest):
+    """A refused form value: the message names the field by its label, and `field` says
+    which input the page marks (aria-invalid, focus) so the owner finds it at once."""
+
+    def __init__(self, message: str, field: str = ""):
+        super().__init__(message)
+        self.field = field
+
+
+def labelled(error: BadRequest, labels: Dict[str, str]) -> FieldError:
+    """`error` as a FieldError. The domain names a field by its key ("server.port must
+    be ..."), which means nothing to the owner: say its label instead."""
+    if isinstance(error, FieldError):
+        return error
+    for key in sorted(labels, key=len, reverse=True):  # longest first: "server.url" before "server"
+        if error.message.startswith(key + " "):
+            return FieldError(f"{labels[key]}: {error.message[len(key) + 1:]}", key)
+    return FieldError(error.message)
+
+
+def _cleared(form: MultiDict, key: str, label: str, typed: str) -> bool:
+    """Whether the owner ticked "clear" for the stored secret `key`; typing a new value
+    as well is contradictory, and refused rather than guessed."""
+    clear = key in form.getlist(CLEAR_FIELD)
+    if clear and typed:
+        raise FieldError(f"{label}: type a new value or tick \u201cclear\u201d, not both", key)
+    return clear
+
+
 # device preferences --------------------------------------------------------------------
 
+DEVICE_LABELS = {"name": "Name", "device_location": "Placement", "email": "E-mail for messages from skills",
+                 "lang": "Language", "system_unit": "Units", "date_format": "Date format",
+                 "time_format": "Time format", "ww_id": "Wake word", "voice_id": "Voice",
+                 "opt_in": "Opt in", "isolated_skills": "Isolated skills"}
 DEVICE_TEXT = ("name", "device_location", "email", "lang", "ww_id", "voice_id")
 DEVICE_CHECKBOXES = ("opt_in", "isolated_skills")
 
@@ -44,6 +82,12 @@ class Field(NamedTuple):
     @property
     def needs_restart(self) -> bool:
         return any(self.key == k or self.key.startswith(k + ".") for k in RESTART_KEYS)
+
+    @property
+    def clearable(self) -> bool:
+        """A stored secret the page can erase (not the admin key: that would lock the
+        owner out, and the backend refuses it anyway)."""
+        return self.kind == "secret" and self.key != "server.admin_key"
 
 
 def _choices(key: str, labels: Dict[str, str]) -> Tuple[Tuple[str, str], ...]:
@@ -110,24 +154,36 @@ def config_value(config: dict, field: Field):
     return value
 
 
+CONFIG_LABELS = {f.key: f.label for _, fields in CONFIG_SECTIONS for f in fields}
+
+
+def _config_value(form: MultiDict, field: Field):
+    """The value the form gives `field`, or None for "leave it as it is": an empty
+    secret keeps the stored one, unless its "clear" box is ticked."""
+    if field.kind == "checkbox":
+        return field.key in form
+    value = form.get(field.key, "").strip()
+    if field.kind == "secret":
+        cleared = field.clearable and _cleared(form, field.key, field.label, value)
+        return "" if cleared else (value or None)
+    if field.key not in form:
+        return None
+    if field.kind == "int":
+        try:
+            return int(value)
+        except ValueError:
+            raise FieldError(f"{field.label}: a whole number is needed", field.key) from None
+    return value
+
+
 def config_delta(form: MultiDict) -> dict:
-    """A partial config from the configuration form; an empty secret means "keep"."""
+    """A partial config from the configuration form (only the fields it changes)."""
     delta: dict = {}
     for _, fields in CONFIG_SECTIONS:
         for field in fields:
-            if field.kind == "checkbox":
-                value = field.key in form
-            elif field.key not in form:
+            value = _config_value(form, field)
+            if value is None:
                 continue
-            else:
-                value = form[field.key].strip()
-                if field.kind == "secret" and not value:
-                    continue
-                if field.kind == "int":
-                    try:
-                        value = int(value)
-                    except ValueError:
-                        raise BadRequest(f"{field.label}: a whole number is needed") from None
             parent = delta
             *path, leaf = field.key.split(".")
             for part in path:
@@ -194,30 +250,48 @@ def _default(field: dict, kind: str):
         return field.get("value")
 
 
+def _editable(meta: dict):
+    """(name, kind, label, field) of every field the settings form shows an input for."""
+    for _, field in _fields(meta):
+        name, kind = field.get("name"), INPUT_TYPES.get(field.get("type", "text"), "text")
+        if isinstance(name, str) and name and kind != "label":
+            yield name, kind, str(field.get("label") or name), field
+
+
 def settings_from_form(meta: dict, form: MultiDict, current: dict) -> dict:
     """The new settings: the current ones, changed by every field the form shows."""
     settings = dict(current)
-    for _, field in _fields(meta):
-        name, kind = field.get("name"), INPUT_TYPES.get(field.get("type", "text"), "text")
-        if not isinstance(name, str) or not name or kind == "label":
-            continue
-        label = field.get("label") or name
+    for name, kind, label, field in _editable(meta):
         if kind == "checkbox":
             settings[name] = name in form
             continue
         value = form.get(name)
-        if value is None or (kind == "password" and not value):
+        if kind == "password" and _cleared(form, name, label, value or ""):
+            settings[name] = ""
+        elif value is None or (kind == "password" and not value):
             continue  # not sent, or a blank password: keep
-        if kind == "number":
+        elif kind == "number":
             try:
                 settings[name] = to_native(value.strip(), "number")
             except BadRequest:
-                raise BadRequest(f"{label}: a number is needed") from None
+                raise FieldError(f"{label}: a number is needed", name) from None
         elif kind == "select":
             allowed = [v for _, v in parse_options(field.get("options"))]
             if allowed and value not in allowed:
-                raise BadRequest(f"{label}: choose one of the options")
+                raise FieldError(f"{label}: choose one of the options", name)
             settings[name] = value
         else:
             settings[name] = value
+    return settings
+
+
+def typed_settings(meta: dict, form: MultiDict, current: dict) -> dict:
+    """The settings as the refused form had them, unchecked: the page shows the owner
+    what they typed (the wrong value too, to correct it), never the stored values."""
+    settings = dict(current)
+    for name, kind, _, _ in _editable(meta):
+        if kind == "checkbox":
+            settings[name] = name in form
+        elif name in form and kind != "password":
+            settings[name] = form[name]
     return settings

@@ -5,9 +5,9 @@
 * The session is Flask's signed cookie: HttpOnly, SameSite=Strict, Secure when the
   page is served over https, limited to /admin. It is signed with a key made by
   `secrets` for this process only: nothing secret is kept on disk, and a restart logs
-  everyone out (the price: log in again after a restart). A session is bound to the
-  admin key (changing the key ends every session) and ends after an idle and an
-  absolute limit.
+  everyone out (the price: log in again after a restart; the login page then says
+  why). A session is bound to the admin key (changing the key ends every session)
+  and ends after an idle and an absolute limit.
 * Every POST carries the session's CSRF token.
 * Headers: a Content-Security-Policy without inline script or style, no framing,
   no MIME sniffing, no referrer, pages never cached.
@@ -18,7 +18,7 @@ import secrets
 import time
 
 from flask import Flask, Response, current_app, request, session
-from flask.sessions import SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
 from ..ratelimit import FailureLimiter
 
@@ -38,12 +38,28 @@ HEADERS = {
 }
 
 
+class _Session(SecureCookieSession):
+    #: the browser sent a session cookie this process cannot read: it was signed before a
+    #: restart (or is too old, or forged). Flask would just start an empty session.
+    lost = False
+
+
 class _SessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie sessions, with `Secure` decided per request: the same
     server is reached over plain http on a LAN and over https behind a proxy."""
 
+    session_class = _Session
+
     def get_cookie_secure(self, app: Flask) -> bool:
         return request.is_secure
+
+    def open_session(self, app: Flask, request):
+        """Flask's session, marked `lost` when a cookie came but did not validate (Flask
+        never sends an empty session's cookie, so a cookie with nothing in it is one)."""
+        opened = super().open_session(app, request)
+        if opened is not None and not opened and request.cookies.get(self.get_cookie_name(app)):
+            opened.lost = True
+        return opened
 
 
 def init_sessions(app: Flask) -> None:
@@ -78,6 +94,16 @@ def start_session(admin_key: str) -> None:
     now = time.time()
     session.update(key=_fingerprint(admin_key), login_at=now, seen_at=now,
                    csrf=secrets.token_urlsafe(32))
+
+
+def session_lost() -> bool:
+    """Whether the browser sent a session cookie this process cannot read (signed before
+    a restart: the key is made per process). True at most once per request, so the page
+    says so once; the answer then sets a cookie this process can read."""
+    lost = getattr(session, "lost", False)
+    if lost:
+        session.lost = False
+    return lost
 
 
 def session_state(admin_key: str, touch: bool = True) -> str:

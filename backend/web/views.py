@@ -1,11 +1,13 @@
 """The admin pages. Each view calls the same domain functions as the admin API, so a
 change made here is checked exactly as one made through the client."""
+import json
 import time
 from datetime import datetime
 from typing import Optional, Tuple
 
 from flask import (Blueprint, Response, abort, current_app, flash, jsonify, redirect,
                    render_template, request, session, url_for)
+from werkzeug.exceptions import HTTPException
 
 from .. import config as config_module
 from .. import datasets, definitions, devices, metrics, pairing, reconfigure, skill_settings
@@ -43,6 +45,8 @@ def guard():
         return None
     if not _admin_key():
         return render_template("web/disabled.html"), 403
+    if security.session_lost():
+        return _session_lost()
     if request.method == "POST" and not security.csrf_ok():
         return render_template("web/error.html", title="Form expired",
                                message="This form was too old or came from another site. "
@@ -59,6 +63,19 @@ def guard():
     elif state == "key-changed":
         flash("The admin key changed. Log in with the new key.", "info")
     return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
+
+
+def _session_lost():
+    """A session cookie from before a restart: the login page says why it is shown
+    (rather than appearing as if nobody had ever logged in). A form sent with it cannot
+    be trusted (its CSRF token died with the session): log in, then send it again."""
+    flash("The backend restarted, so your session ended. Please log in again.", "info")
+    if request.endpoint == "web.pending_json":
+        return jsonify({"error": "log in again"}), 401
+    if request.endpoint == "web.login" and request.method == "GET":
+        return None
+    target = request.full_path.rstrip("?") if request.method == "GET" else None
+    return redirect(url_for("web.login", next=target))
 
 
 bp.after_request(security.add_headers)
@@ -90,6 +107,31 @@ def _format_ago(timestamp) -> str:
 def _backend_error(error: BackendError):
     return render_template("web/error.html", title="Something went wrong" if error.status >= 500
                            else "Not possible", message=error.message), error.status
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(error: HTTPException):
+    """The page's own errors (an unknown address, a wrong method) as a page, not the
+    API's JSON: a person reads these."""
+    if error.code == 404:
+        title, message = "Page not found", (f"There is no page at {request.path[:300]}. "
+                                            "The address may be mistyped or out of date.")
+    else:
+        title, message = error.name, error.description or error.name
+    # a missing static file is asked for before any login: no navigation for a stranger
+    response = Response(render_template("web/error.html", title=title, message=message,
+                                        nav=request.endpoint != "web.static"), status=error.code)
+    for key, value in error.get_headers():
+        if key.lower() not in ("content-type", "content-length"):
+            response.headers[key] = value
+    return response
+
+
+@bp.route("/<path:unknown>", methods=["GET", "POST"])
+def not_found(unknown):
+    """Any other address under /admin: routing 404s do not reach a blueprint's error
+    handler (the app's would answer JSON), so this rule, the least specific, catches them."""
+    abort(404)
 
 
 def _back(endpoint: str, **values) -> Response:
@@ -146,8 +188,11 @@ def dashboard():
     started = current_app.extensions["personal_backend_web"]["started_at"]
     return render_template(
         "web/dashboard.html", config=config, url=config_module.public_url(config),
+        snippet=json.dumps(config_module.device_snippet(config_module.public_url(config),
+                                                        config["server"]["version"]), indent=2),
         devices=all_devices, paired=sum(1 for d in all_devices if d.get("tokens")),
         pending=pending, pending_codes=" ".join(p["code"] for p in pending), started=started,
+        denied=pairing.denied(store),
         loopback=config_module.is_loopback(config["server"]["host"]))
 
 
@@ -172,12 +217,22 @@ def approve_code():
     return _back("web.dashboard")
 
 
+PAIRING_DECISIONS = {
+    "approve": (pairing.approve, "Code {code} approved: the device finishes pairing within a few seconds."),
+    "deny": (pairing.deny, "Code {code} denied: the device is told so when it next asks. "
+                           "Changed your mind? Undo it below."),
+    "undeny": (pairing.undeny, "Code {code} is waiting for your approval again."),
+}
+
+
 @bp.post("/pairings/<code>/<action>")
 def decide_pairing(code, action):
-    if action not in ("approve", "deny"):
+    """Approve or deny a waiting device, or take a denial back."""
+    if action not in PAIRING_DECISIONS:
         abort(404)
-    getattr(pairing, action)(get_store(), code)
-    flash(f"Code {code} {'approved' if action == 'approve' else 'denied'}.", "info")
+    decide, message = PAIRING_DECISIONS[action]
+    decided = decide(get_store(), code)
+    flash(message.format(code=decided["code"]), "info")
     return _back("web.dashboard")
 
 
@@ -200,13 +255,14 @@ def device_list():
 
 
 def _device_page(uuid: str, status: int = 200, error: str = "", form=None, places_found=None,
-                 query: str = ""):
+                 query: str = "", invalid: str = ""):
     store = get_store()
     device = devices.get(store, uuid)
     if form:  # show what was typed, not the stored values, when it was refused
         device.update(forms.device_changes(form))
     return render_template(
-        "web/device.html", device=device, choices=devices.CHOICES, error=error,
+        "web/device.html", device=device, choices=devices.CHOICES, error=error, invalid=invalid,
+        labels=forms.DEVICE_LABELS,
         definition_fields=_definition_fields(store),
         place=devices.describe_location(device["location"]),
         places=places_found, query=query, row=devices.admin_view(store, device),
@@ -236,7 +292,8 @@ def device_save(uuid):
         changes = definitions.device_changes(store, forms.device_changes(request.form))
         devices.update(store, uuid, changes)
     except BadRequest as e:
-        return _device_page(uuid, 400, e.message, form=request.form)
+        refused = forms.labelled(e, forms.DEVICE_LABELS)
+        return _device_page(uuid, 400, refused.message, form=request.form, invalid=refused.field)
     flash("Device saved. It picks up the change the next time it syncs.", "info")
     return _back("web.device_page", uuid=uuid)
 
@@ -246,12 +303,19 @@ def _place_search(query: str) -> list:
     return places.search(query, 8) if query else []
 
 
-@bp.get("/devices/<uuid>/location")
-def device_location_search(uuid):
+def _place_query() -> Tuple[str, list, str]:
+    """(query, places found, error) of a place search; the error names the search field
+    ("q", marked on the page) by its label."""
     query = request.args.get("q", "")
     found = _place_search(query)
-    error = "" if found or not query.strip() else f"No place called {query.strip()[:60]!r} is known."
-    return _device_page(uuid, error=error, places_found=found, query=query)
+    missing = not found and query.strip()
+    return query, found, f"Find a place: no place called {query.strip()[:60]!r} is known." if missing else ""
+
+
+@bp.get("/devices/<uuid>/location")
+def device_location_search(uuid):
+    query, found, error = _place_query()
+    return _device_page(uuid, error=error, places_found=found, query=query, invalid="q" if error else "")
 
 
 def _chosen_place() -> dict:
@@ -292,16 +356,16 @@ def skills():
                            per_device=per_device)
 
 
-def _skill_page(record: dict, device: Optional[dict], status: int = 200, error: str = "",
+def _skill_page(record: dict, device: Optional[dict], status: int = 200, refused=None,
                 form=None):
+    """The settings form; after a refusal, with what was typed and the wrong field marked."""
     settings = record.get("settings", {})
     if form is not None:
-        try:
-            settings = forms.settings_from_form(record.get("meta"), form, settings)
-        except BadRequest:
-            pass
+        settings = forms.typed_settings(record.get("meta"), form, settings)
     own = device is not None and record["skill_id"] in device.get("skills", {})
-    return render_template("web/skill.html", record=record, device=device, own=own, error=error,
+    return render_template("web/skill.html", record=record, device=device, own=own,
+                           error=refused.message if refused else "",
+                           invalid=getattr(refused, "field", ""), clear_field=forms.CLEAR_FIELD,
                            sections=forms.settings_form(record.get("meta"), settings)), status
 
 
@@ -322,7 +386,7 @@ def shared_skill_save(skill_id):
     try:
         values = forms.settings_from_form(record["meta"], request.form, record["settings"])
     except BadRequest as e:
-        return _skill_page(record, None, 400, e.message, request.form)
+        return _skill_page(record, None, 400, e, request.form)
     skill_settings.shared_put(store, skill_id, settings=values)
     flash("Saved. Devices that share these settings get them at their next sync.", "info")
     return _back("web.shared_skill", skill_id=skill_id)
@@ -345,7 +409,7 @@ def device_skill_save(uuid, skill_id):
     try:
         values = forms.settings_from_form(record["meta"], request.form, record["settings"])
     except BadRequest as e:
-        return _skill_page(record, device, 400, e.message, request.form)
+        return _skill_page(record, device, 400, e, request.form)
     skill_settings.device_put(store, uuid, skill_id, settings=values)
     flash(f"Saved for {device['name']}. It gets them at its next sync.", "info")
     return _back("web.device_skill", uuid=uuid, skill_id=skill_id)
@@ -398,26 +462,28 @@ def recording_delete(kind, rec_id):
 
 # metrics --------------------------------------------------------------------------------------
 
-def _day(value: str, end: bool = False) -> Optional[float]:
-    """A YYYY-MM-DD filter as a timestamp (start of the day, or its end)."""
+def _day(key: str, end: bool = False) -> Optional[float]:
+    """The YYYY-MM-DD filter `key` as a timestamp (start of the day, or its end)."""
+    value = request.args.get(key, "")
     if not value:
         return None
     try:
         day = datetime.strptime(value, "%Y-%m-%d")
     except ValueError:
-        raise BadRequest(f"{value[:20]!r} is not a date (YYYY-MM-DD)") from None
+        label = "From" if key == "since" else "To"
+        raise forms.FieldError(f"{label}: {value[:20]!r} is not a date (YYYY-MM-DD)", key) from None
     return day.timestamp() + (86399.999 if end else 0)
 
 
 @bp.get("/metrics")
 def metrics_page():
     store, args = get_store(), request.args
-    error = ""
+    error = invalid = ""
     try:
-        since, until = _day(args.get("since", "")), _day(args.get("until", ""), end=True)
-    except BadRequest as e:
+        since, until = _day("since"), _day("until", end=True)
+    except forms.FieldError as e:
         since = until = None
-        error = e.message
+        error, invalid = e.message, e.field
     found = metrics.search(store, uuid=args.get("device") or None,
                            metric_type=args.get("type") or None, since=since, until=until)
     every = metrics.search(store)
@@ -427,19 +493,21 @@ def metrics_page():
         chart=charts.activity([m.get("timestamp", 0) for m in found], since, until),
         types=sorted({m.get("metric_type", "") for m in every}),
         names={d["uuid"]: d["name"] for d in devices.list_all(store)},
-        filters=args, error=error), 400 if error else 200
+        filters=args, error=error, invalid=invalid), 400 if error else 200
 
 
 # configuration ----------------------------------------------------------------------------
 
-def _config_page(status: int = 200, error: str = "", form=None, places_found=None, query: str = ""):
+def _config_page(status: int = 200, error: str = "", form=None, places_found=None, query: str = "",
+                 invalid: str = ""):
     config = get_config()
     values = {f.key: forms.config_value(config, f) for _, fields in forms.CONFIG_SECTIONS for f in fields}
     if form is not None:  # show what was typed when it was refused (never secrets)
         values.update({f.key: (f.key in form) if f.kind == "checkbox" else form.get(f.key, "")
                        for _, fields in forms.CONFIG_SECTIONS for f in fields if f.kind != "secret"})
     return render_template("web/config.html", sections=forms.CONFIG_SECTIONS, values=values,
-                           error=error, path=_config_path(),
+                           error=error, invalid=invalid, path=_config_path(), clear_field=forms.CLEAR_FIELD,
+                           cleared=form.getlist(forms.CLEAR_FIELD) if form is not None else [],
                            place=devices.describe_location(config["location"]),
                            places=places_found, query=query), status
 
@@ -454,7 +522,8 @@ def config_save():
     try:
         result = reconfigure.update(get_config(), _config_path(), forms.config_delta(request.form))
     except BadRequest as e:
-        return _config_page(400, e.message, request.form)
+        refused = forms.labelled(e, forms.CONFIG_LABELS)
+        return _config_page(400, refused.message, request.form, invalid=refused.field)
     if not result["changed"]:
         flash("Nothing changed.", "info")
     elif result["restart_required"]:
@@ -467,10 +536,8 @@ def config_save():
 
 @bp.get("/config/location")
 def config_location_search():
-    query = request.args.get("q", "")
-    found = _place_search(query)
-    error = "" if found or not query.strip() else f"No place called {query.strip()[:60]!r} is known."
-    return _config_page(error=error, places_found=found, query=query)
+    query, found, error = _place_query()
+    return _config_page(error=error, places_found=found, query=query, invalid="q" if error else "")
 
 
 @bp.post("/config/location")
