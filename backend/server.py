@@ -97,7 +97,11 @@ class BackendServer:
         server.task_dispatcher.shutdown(timeout=timeout)
         # then close every socket from inside the event loop thread, which ends the loop
         socket_map = server._map
-        server.trigger.pull_trigger(lambda: close_all(socket_map))
+        try:
+            server.trigger.pull_trigger(lambda: close_all(socket_map))
+        except OSError as e:  # its trigger is already closed (EBADF, seen once in ~700 stops)
+            LOG.warning(f"personal backend: event loop trigger unusable ({e}); closing directly")
+            close_all(socket_map, ignore_all=True)
         if thread is not None:
             thread.join(timeout)
         if thread is not None and thread.is_alive():
