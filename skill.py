@@ -374,8 +374,14 @@ class PersonalBackendSkill(OVOSSkill):
         self.speak_dialog("paired", {"name": self._device_name(login["uuid"])})
 
     def announce_pairing(self, request: dict) -> None:
-        """Called by the backend (in a server thread) when a device waits for approval."""
-        self.speak_dialog("pairing.requested", {"code": spell(request["code"])})
+        """Called by the backend (in a server thread) when a device waits for approval;
+        devices that asked within its announce interval come as one, with their `count`."""
+        count = request.get("count", 1)
+        if count > 1:
+            self.speak_dialog("pairing.requested.several",
+                              {"code": spell(request["code"]), "count": count})
+        else:
+            self.speak_dialog("pairing.requested", {"code": spell(request["code"])})
 
     @intent_handler("approve.new.intent")
     @intent_handler("approve.code.intent")

@@ -15,8 +15,9 @@ def create_app(config: Optional[dict] = None, store: Optional[Store] = None,
                config_path: Optional[str] = None) -> Flask:
     """An app serving `config` (defaults when None) from `store` (built from config when None).
 
-    `on_pairing_requested({"code": ...})` is called when a device asks to pair and waits
-    for the owner's approval (confirm mode): the skill announces it by voice."""
+    `on_pairing_requested({"code": ..., "count": ...})` is called when a device asks to pair
+    and waits for the owner's approval (confirm mode): the skill announces it by voice. At
+    most once per server.pairing_announce_seconds: `count` devices asked, `code` the latest."""
     config = config if config is not None else config_module.load(config_path)
     store = store if store is not None else Store(config["data_path"])
     app = Flask(__name__)
@@ -27,6 +28,8 @@ def create_app(config: Optional[dict] = None, store: Optional[Store] = None,
                                          # where admin config changes are saved
                                          "config_path": config_path or config_module.default_config_path()}
 
+    from . import hosts
+    hosts.init_app(app)  # first: no route answers a rebound name (DNS rebinding)
     from .api import admin, admin_oauth, admin_records, auth, device, openapi, speech, upstream
     prefix = f"/{config['server']['version']}"
     app.extensions["personal_backend"]["services"].update(upstream.build_services(config, store))

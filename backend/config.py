@@ -8,12 +8,14 @@ import copy
 import ipaddress
 import json
 import os
+import re
 from os.path import expanduser, join
 from typing import List, Optional
 
 from ovos_utils.log import LOG
 
 MIN_ADMIN_KEY_LENGTH = 16
+MAX_SPEECH_THREADS = 4  # of the server's 8 worker threads (see _validate_stt)
 
 DEFAULT_LOCATION = {
     "city": {"code": "Lawrence", "name": "Lawrence",
@@ -33,9 +35,22 @@ DEFAULTS = {
         # "auto" or "confirm"; empty means: auto on loopback, confirm elsewhere
         "pairing": "",
         "code_ttl_hours": 24,
+        # a code not yet activated is forgotten when its device has not asked for it or
+        # polled with it for this long (a device waiting for the owner polls every 5 s)
+        "code_idle_minutes": 15,
+        # codes waiting to be activated, in all and per address: more are refused (429,
+        # Retry-After) until some expire, so a stranger cannot fill the disk or the dashboard
+        "max_pending_codes": 64,
+        "max_pending_codes_per_address": 8,
+        # confirm mode: at most one spoken announcement this often; the requests in
+        # between are announced together ("3 devices want to pair")
+        "pairing_announce_seconds": 30,
         "max_body_mb": 10,
         # the URL other devices should use; derived from host/port when empty
         "url": "",
+        # host names (besides loopback, addresses, server.url's and this machine's name) that
+        # requests may be addressed to; any other Host is refused (421): DNS rebinding
+        "allowed_hosts": [],
         # serve the unauthenticated `/stt` route of the old backend (an open relay)
         "public_stt": False,
     },
@@ -49,7 +64,10 @@ DEFAULTS = {
     # 20.2) from the whole network, not only from this machine
     "listener": {"record_wakewords": False, "record_utterances": False,
                  "accept_anonymous_wakewords": False},
-    "stt": {"module": "ovos-stt-plugin-pocketsphinx"},
+    # speech-to-text (services/stt.py): longest utterance, transcriptions at once in all and
+    # per device, requests waiting for a slot and for how long (beyond: 503 + Retry-After)
+    "stt": {"module": "ovos-stt-plugin-pocketsphinx", "max_seconds": 120.0,
+            "max_concurrent": 2, "max_per_device": 1, "max_queued": 2, "queue_seconds": 5.0},
     "geolocation": {"online_fallback": False,
                     "nominatim_url": "https://nominatim.openstreetmap.org/search"},
     "microservices": {
@@ -67,11 +85,29 @@ DEFAULTS = {
                            "security": "ssl",
                            "ca_file": ""}},  # PEM CA bundle to trust (self-signed mail server)
     },
+    # what one device may make this backend keep or spend; a write over a limit is refused
+    # with a JSON 413 (one item too large) or 429 (the device's share is full) naming the key
+    "quotas": {
+        "manifest_skills": 500,  # entries in the skills manifest a device uploads
+        "manifest_kb": 256,  # its size
+        "skill_settings_kb": 64,  # one skill's stored settings and settingsmeta
+        "device_settings_kb": 1024,  # every skill's settings a device has, together
+        "metrics_per_device": 10000,  # metrics kept per (opted-in) device
+        "metrics_mb_per_device": 10,
+        "metrics_days": 90,  # older metrics are deleted
+        "recordings_per_device": 2000,  # utterance and wake-word recordings, each kind
+        "recordings_mb_per_device": 200,
+        "recordings_days": 365,  # older recordings are deleted
+        "upstream_misses_per_hour": 30,  # weather/Wolfram calls not answered from the cache
+    },
 }
 
 # Keys the old backend's config had that we accept without warning but do not use.
 LEGACY_KEYS = {"server.database", "server.skip_auth", "server.geolocate",
                "server.override_location", "stt_servers", "default_values"}
+
+PAIRING_LIMITS = ("code_idle_minutes", "max_pending_codes", "max_pending_codes_per_address",
+                  "pairing_announce_seconds")
 
 CHOICES = {
     "server.pairing": ("", "auto", "confirm"),
@@ -221,6 +257,15 @@ def validate(config: dict) -> dict:
         raise ConfigError("server.max_body_mb must be between 1 and 1024")
     if server["code_ttl_hours"] <= 0:
         raise ConfigError("server.code_ttl_hours must be positive")
+    if not all(isinstance(h, str) and re.fullmatch(r"[\w.-]+", h) for h in server["allowed_hosts"]):
+        raise ConfigError("server.allowed_hosts must be a list of host names such as pi.lan, "
+                          f"got {server['allowed_hosts']!r}")
+    for key in PAIRING_LIMITS:
+        if server[key] < 1:
+            raise ConfigError(f"server.{key} must be at least 1, got {server[key]}")
+    if any(limit <= 0 for limit in config["quotas"].values()):
+        raise ConfigError("every quotas.* limit must be positive")
+    _validate_stt(config["stt"])
     if not 0 < config["microservices"]["timeout"] <= 60:
         raise ConfigError("microservices.timeout must be between 0 and 60 seconds")
     if not server["pairing"]:
@@ -232,6 +277,20 @@ def validate(config: dict) -> dict:
     config["lang"] = config["lang"].lower()
     config["data_path"] = expanduser(config["data_path"] or default_data_path())
     return config
+
+
+def _validate_stt(stt: dict) -> None:
+    """Speech may hold at most half of the server's 8 worker threads (services/stt.py,
+    Admission): the other half keeps every other route answering while it runs."""
+    if not 0 < stt["max_seconds"] <= 3600:
+        raise ConfigError("stt.max_seconds must be between 0 and 3600")
+    for key in ("max_concurrent", "max_per_device"):
+        if stt[key] < 1:
+            raise ConfigError(f"stt.{key} must be at least 1, got {stt[key]}")
+    if stt["max_queued"] < 0 or not 0 <= stt["queue_seconds"] <= 60:
+        raise ConfigError("stt.max_queued must be at least 0 and stt.queue_seconds between 0 and 60")
+    if stt["max_concurrent"] + stt["max_queued"] > MAX_SPEECH_THREADS:
+        raise ConfigError(f"stt.max_concurrent + stt.max_queued must be at most {MAX_SPEECH_THREADS}")
 
 
 def is_loopback(host: str) -> bool:

@@ -10,19 +10,28 @@ WAV or Ogg, so a dataset loses nothing to re-encoding), under `recordings/<kind>
 small JSON record in a per-kind `DirCollection` (one file per recording, so saving
 costs the same however many exist). Ids are random hex: unique after deletions and
 safe in URLs and file names, never derived from the transcript (old bug 23).
+
+What a device contributes is bounded (the `quotas` block): audio is kept only when its
+header reads as real audio of a sane rate, channel count and length, each device keeps at
+most so many recordings and bytes of each kind (429 beyond), and recordings older than
+quotas.recordings_days are deleted (checked at most hourly, when recordings arrive).
 """
 import base64
 import binascii
+import io
 import json
 import os
+import threading
 import time
 import uuid as uuidlib
+import weakref
 from os.path import join
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Tuple
 
 from ovos_utils.log import LOG
 
-from .errors import BadRequest, NotFound, StorageError
+from . import quotas
+from .errors import BackendError, BadRequest, NotFound, ServiceUnavailable, StorageError
 from .store import Collection, Store, write_atomic
 
 UTTERANCES = "utterances"
@@ -36,6 +45,12 @@ UNTAGGED = "untagged"
 TEXT_LIMIT = 200
 TAG_LIMIT = 64
 META_LIMIT = 16 * 1024
+# what a recording may be: the audio of a microphone, not hours of 8-channel 192 kHz
+MIN_RATE, MAX_RATE = 8000, 96000
+MAX_CHANNELS = 2
+MAX_SECONDS = 120
+# seconds between two retention passes (quotas.recordings_days) over a kind's recordings
+PRUNE_INTERVAL = 3600
 # magic bytes -> (file extension, MIME type); anything else is refused
 FORMATS = ((b"fLaC", "flac", "audio/flac"), (b"OggS", "ogg", "audio/ogg"))
 WAV = ("wav", "audio/wav")
@@ -53,6 +68,32 @@ def audio_format(audio: bytes) -> Tuple[str, str]:
         if audio.startswith(magic):
             return extension, mime
     raise BadRequest("the audio must be WAV, FLAC or Ogg")
+
+
+def check_audio(audio: bytes) -> Tuple[str, str]:
+    """(extension, MIME type) of real FLAC, WAV or Ogg audio of a sane rate, channel count
+    and length; BadRequest for anything else. Only the header is parsed (soundfile reads
+    it from memory, nothing is decoded): the magic bytes alone let 4.4 GiB of anything
+    into the datasets in 20 s."""
+    kind = audio_format(audio)
+    try:
+        import soundfile
+    except Exception as e:  # the wheel bundles libsndfile; a broken install is a server problem
+        LOG.error(f"soundfile cannot be imported: {e!r}")
+        raise ServiceUnavailable("recordings cannot be checked: the soundfile package is missing") from e
+    try:
+        info = soundfile.info(io.BytesIO(audio))
+    except Exception:  # libsndfile's refusals (LibsndfileError, RuntimeError, ...)
+        raise BadRequest(f"the {kind[0].upper()} audio cannot be read: its header is broken") from None
+    if not MIN_RATE <= info.samplerate <= MAX_RATE:
+        raise BadRequest(f"the audio's sample rate is {info.samplerate} Hz "
+                         f"(kept: {MIN_RATE}-{MAX_RATE} Hz)")
+    if not 1 <= info.channels <= MAX_CHANNELS:
+        raise BadRequest(f"the audio has {info.channels} channels (kept: 1-{MAX_CHANNELS})")
+    if not 0 < info.frames <= MAX_SECONDS * info.samplerate:
+        raise BadRequest(f"the audio lasts {info.frames / info.samplerate:.0f} s "
+                         f"(kept: up to {MAX_SECONDS} s)")
+    return kind
 
 
 def switched_on(config: dict, kind: str) -> bool:
@@ -112,13 +153,79 @@ def _audio_path(store: Store, kind: str, record: dict) -> str:
     return join(store.folder("recordings", kind), record["audio_file"])
 
 
+class Usage:
+    """What each device's recordings of one kind take ({uuid: [count, audio bytes]}),
+    counted once from the records, then kept up to date by saves and deletes: checking a
+    device's quota reads nothing."""
+
+    def __init__(self, records: Iterable[dict]):
+        self.per_device: Dict[str, List[int]] = {}
+        self.pruned_at = float("-inf")  # time.monotonic() of the last retention pass
+        for record in records:
+            self.add(record, 1)
+
+    def add(self, record: dict, sign: int) -> None:
+        """Count `record` in (sign 1) or out (-1)."""
+        used = self.per_device.setdefault(str(record.get("uuid", "")), [0, 0])
+        used[0] += sign
+        audio_bytes = record.get("audio_bytes")
+        used[1] += sign * (audio_bytes if isinstance(audio_bytes, int) else 0)
+
+
+# the usage of each store's collection of each kind, made on first use (weak: a dropped
+# store takes it along); the lock covers the counting and the check-then-save of a quota
+_usage: "weakref.WeakKeyDictionary[Collection, Usage]" = weakref.WeakKeyDictionary()
+_usage_lock = threading.RLock()
+
+
+def _usage_of(store: Store, kind: str) -> Usage:
+    with _usage_lock:
+        records = collection(store, kind)
+        usage = _usage.get(records)
+        if usage is None:
+            usage = _usage[records] = Usage(records.all().values())
+        return usage
+
+
+def _prune(store: Store, kind: str, limits: Dict[str, int]) -> None:
+    """Delete the recordings older than quotas.recordings_days, at most once per
+    PRUNE_INTERVAL (a pass looks at every record of the kind, which the quotas bound)."""
+    usage = _usage_of(store, kind)
+    if time.monotonic() - usage.pruned_at < PRUNE_INTERVAL:
+        return
+    usage.pruned_at = time.monotonic()
+    oldest = time.time() - limits["recordings_days"] * quotas.DAY
+    expired = [rec_id for rec_id, record in collection(store, kind).all().items()
+               if isinstance(record.get("timestamp"), (int, float)) and record["timestamp"] < oldest]
+    for rec_id in expired:
+        delete(store, kind, rec_id)
+    if expired:
+        LOG.info(f"deleted {len(expired)} {kind} recordings older than "
+                 f"{limits['recordings_days']} days (quotas.recordings_days)")
+
+
+def _check_quota(store: Store, kind: str, uuid: str, size: int, limits: Dict[str, int]) -> None:
+    """429 when one more recording of `size` bytes would pass the device's quotas."""
+    _prune(store, kind, limits)
+    count, used = _usage_of(store, kind).per_device.get(uuid, (0, 0))
+    if count >= limits["recordings_per_device"]:
+        raise quotas.full(f"{kind} recordings", "recordings_per_device",
+                          limits["recordings_per_device"])
+    if used + size > limits["recordings_mb_per_device"] * 1024 * 1024:
+        raise quotas.full(f"{kind} recordings", "recordings_mb_per_device",
+                          limits["recordings_mb_per_device"], " MB")
+
+
 def save(store: Store, kind: str, uuid: str, audio: bytes, transcription: str,
-         meta: Optional[dict] = None, **extra) -> dict:
+         meta: Optional[dict] = None, limits: Optional[Dict[str, int]] = None, **extra) -> dict:
     """Store one recording (audio first, then its record: a crash in between leaves an
-    orphan audio file, never a record without audio) and return the record."""
+    orphan audio file, never a record without audio) and return the record.
+
+    A device's recordings are bounded by its `limits` (quotas.recordings_*: count, bytes,
+    age); the owner's own uploads (None) are not."""
     if not audio:
         raise BadRequest("the audio is empty")
-    extension, _ = audio_format(audio)
+    extension, _ = check_audio(audio)
     rec_id = uuidlib.uuid4().hex
     record = {"recording_id": rec_id, "uuid": uuid, "timestamp": time.time(),
               "transcription": _text(transcription or "", "transcription"),
@@ -127,8 +234,13 @@ def save(store: Store, kind: str, uuid: str, audio: bytes, transcription: str,
     if kind == WAKEWORDS:
         record.setdefault("audio_tag", UNTAGGED)
         record.setdefault("speaker_tag", UNTAGGED)
-    write_atomic(_audio_path(store, kind, record), audio)
-    return collection(store, kind).put(rec_id, record)
+    with _usage_lock:
+        if limits is not None:
+            _check_quota(store, kind, uuid, len(audio), limits)
+        write_atomic(_audio_path(store, kind, record), audio)
+        saved = collection(store, kind).put(rec_id, record)
+        _usage_of(store, kind).add(saved, 1)
+    return saved
 
 
 def record_utterance(store: Store, config: dict, device: dict, audio: bytes,
@@ -138,10 +250,13 @@ def record_utterance(store: Store, config: dict, device: dict, audio: bytes,
     if not enabled(config, device, UTTERANCES):
         return None
     try:
-        return save(store, UTTERANCES, device["uuid"], audio, transcription, lang=lang)
+        return save(store, UTTERANCES, device["uuid"], audio, transcription,
+                    limits=config["quotas"], lang=lang)
     except StorageError as e:  # the device still gets its transcript
         LOG.error(f"utterance of {device['uuid']} not recorded: {e.message}")
-        return None
+    except BackendError as e:  # over its quota, or audio not fit to keep: the same
+        LOG.warning(f"utterance of {device['uuid']} not recorded: {e.message}")
+    return None
 
 
 def upload_wake_word(store: Store, config: dict, device: dict, audio: Optional[bytes],
@@ -154,7 +269,7 @@ def upload_wake_word(store: Store, config: dict, device: dict, audio: Optional[b
     """
     audio, meta = _checked_upload(audio, metadata)
     return _keep_wake_word(store, device["uuid"], audio, meta,
-                           enabled(config, device, WAKEWORDS))
+                           enabled(config, device, WAKEWORDS), config["quotas"])
 
 
 def anonymous_refusal(config: dict, from_this_machine: bool) -> Optional[str]:
@@ -188,9 +303,10 @@ def upload_anonymous_wake_word(store: Store, config: dict, audio: Optional[bytes
     audio, meta = _checked_upload(audio, metadata)
     device = _named_device(store, meta)
     if device is None:
-        return _keep_wake_word(store, "", audio, meta, switched_on(config, WAKEWORDS))
+        return _keep_wake_word(store, "", audio, meta, switched_on(config, WAKEWORDS),
+                               config["quotas"])
     return _keep_wake_word(store, device["uuid"], audio, meta,
-                           enabled(config, device, WAKEWORDS))
+                           enabled(config, device, WAKEWORDS), config["quotas"])
 
 
 def _named_device(store: Store, meta: dict) -> Optional[dict]:
@@ -207,13 +323,16 @@ def _checked_upload(audio: Optional[bytes], metadata) -> Tuple[bytes, dict]:
     """(audio, metadata object) of a wake-word upload; BadRequest when it is broken."""
     if not audio:
         raise BadRequest("no audio part in the upload (multipart field 'audio')")
-    audio_format(audio)
+    check_audio(audio)
     return audio, _meta(metadata)
 
 
-def _keep_wake_word(store: Store, uuid: str, audio: bytes, meta: dict, allowed: bool) -> dict:
-    """Store the sample as `uuid`'s when `allowed`; the answer devices get either way."""
-    saved = save(store, WAKEWORDS, uuid, audio, wake_word_name(meta), meta) if allowed else None
+def _keep_wake_word(store: Store, uuid: str, audio: bytes, meta: dict, allowed: bool,
+                    limits: Dict[str, int]) -> dict:
+    """Store the sample as `uuid`'s (nobody's: "") when `allowed`, within `limits`; the
+    answer devices get either way."""
+    saved = save(store, WAKEWORDS, uuid, audio, wake_word_name(meta), meta,
+                 limits) if allowed else None
     return {"success": True, "saved": saved is not None, "sent_to_mycroft": False,
             "uuid": uuid, "recording_id": saved["recording_id"] if saved else None}
 
@@ -290,7 +409,11 @@ def update(store: Store, kind: str, rec_id: str, body) -> dict:
 def delete(store: Store, kind: str, rec_id: str) -> None:
     """Forget a recording: its record first (so it is never listed without audio)."""
     record = get(store, kind, rec_id)
-    collection(store, kind).delete(rec_id)
+    with _usage_lock:
+        if collection(store, kind).delete(rec_id):
+            usage = _usage.get(collection(store, kind))
+            if usage is not None:  # else counted, without it, when first needed
+                usage.add(record, -1)
     try:
         os.unlink(_audio_path(store, kind, record))
     except FileNotFoundError:

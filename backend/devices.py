@@ -8,6 +8,7 @@ import time
 from typing import Dict, List, Optional
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from . import quotas
 from .errors import BadRequest, NotFound
 from .store import Store
 
@@ -187,19 +188,27 @@ def record_version(store: Store, uuid: str, report) -> dict:
     return _set_fields(store, uuid, version_report(report))
 
 
-def record_manifest(store: Store, uuid: str, manifest: dict) -> dict:
-    """Keep the installed-skills manifest a device uploads (PUT /skillJson)."""
+def record_manifest(store: Store, uuid: str, manifest: dict,
+                    limits: Dict[str, int] = quotas.DEFAULT_QUOTAS) -> dict:
+    """Keep the installed-skills manifest a device uploads (PUT /skillJson).
+
+    Bounded by `limits` (quotas.manifest_skills, quotas.manifest_kb): the manifest is
+    kept in the device's record, in memory, and every settings read walks it (one of
+    200,000 entries made each read cost 0.3-0.55 s of CPU)."""
     if not isinstance(manifest, dict) or not isinstance(manifest.get("skills", []), list):
         raise BadRequest("expected {\"skills\": [...], \"blacklist\": [...]}")
+    blacklist = manifest.get("blacklist") or []
+    if not isinstance(blacklist, list):
+        raise BadRequest("blacklist must be a list")
+    quotas.check_count(len(manifest.get("skills", [])) + len(blacklist), limits,
+                       "manifest_skills", "the skills manifest")
+    quotas.check_kb(quotas.json_size(manifest), limits, "manifest_kb", "the skills manifest")
     skills = {}
     for entry in manifest.get("skills", []):
         key = (entry.get("skill_gid") or entry.get("name")) if isinstance(entry, dict) else None
         if not isinstance(key, str):  # a list as skill_gid was once used as a key: a 500
             raise BadRequest("every skill entry needs a name or a skill_gid (a string)")
         skills[key] = entry
-    blacklist = manifest.get("blacklist") or []
-    if not isinstance(blacklist, list):
-        raise BadRequest("blacklist must be a list")
     return _set_fields(store, uuid, {"skills_manifest": {
         "skills": skills, "blacklist": blacklist, "updated_at": time.time()}})
 

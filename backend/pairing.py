@@ -9,16 +9,19 @@ rotation (`/auth/token`), re-pairing and unpairing instead.
 """
 import hashlib
 import hmac
+import math
 import re
 import secrets
+import threading
 import time
 import uuid as uuidlib
-from typing import List, Optional, Tuple
+from typing import Callable, List, Optional, Tuple
 
 from flask import has_request_context, request
+from ovos_utils.log import LOG
 
 from . import devices
-from .errors import BackendError, BadRequest, NotFound
+from .errors import BackendError, BadRequest, NotFound, TooManyRequests
 from .store import Store
 
 # Selene's alphabet: no 0/O, 1/I, 2/Z, 5/S, 6/G, 8/B, D, Q pairs to confuse when read aloud
@@ -33,8 +36,19 @@ STATE = re.compile(r"^[A-Za-z0-9-]{8,64}\Z")  # \Z: "$" lets a final newline in
 ABANDONED_AFTER = 600
 # a poll is written down at most this often (the owner sees "just now" for a minute anyway)
 POLL_NOTE_EVERY = 30
+# the idle life of a code issued before codes carried their own (server.code_idle_minutes)
+IDLE_TTL = 15 * 60
 DENIED = ("pairing refused: the owner of this backend denied code {code}. Start pairing again "
           "for a new code, or ask the owner to undo the denial on the admin page.")
+
+
+class PairingBusy(TooManyRequests):
+    """No new code now: too many codes wait to be activated, from this address or in all.
+    The codes already issued keep working; `retry_after`: seconds until one is forgotten."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ActivationRefused(BackendError):
@@ -55,10 +69,19 @@ def _new_code(store: Store) -> str:
             return code
 
 
+def _expires(pairing: dict) -> float:
+    """When a code not yet activated is forgotten: `idle_ttl` seconds after its device last
+    asked for it or polled with it, and at the latest at `expires_at`. A device waiting for
+    the owner's approval polls every 5 s, so its code waits as long as the owner needs (up
+    to server.code_ttl_hours); a code requested by a stranger who never polls soon goes."""
+    last_sign = pairing.get("seen_at", pairing["created_at"])
+    return min(pairing["expires_at"], last_sign + pairing.get("idle_ttl", IDLE_TTL))
+
+
 def _expired(pairing: dict, now: float) -> bool:
     if pairing["status"] == "activated":
         return now > pairing["activated_at"] + REACTIVATION_GRACE
-    return now > pairing["expires_at"]
+    return now > _expires(pairing)
 
 
 _last_purge = {}
@@ -75,26 +98,83 @@ def purge_expired(store: Store, every: float = 60) -> None:
             store.pairings.delete(code)
 
 
+# counting the waiting codes and writing a new one go together, one request at a time:
+# concurrent requests must not all pass a bound that has room for one more
+_issuing = threading.Lock()
+
+
 def request_code(store: Store, config: dict, state: str, packaging: str = "",
-                 address: Optional[str] = None) -> dict:
+                 address: Optional[str] = None,
+                 on_new: Optional[Callable[[str], None]] = None) -> dict:
     """GET /device/code: start a pairing session for a device. What it told us (packaging,
-    address; its versions come with its first activation attempt) is shown to the owner."""
+    address; its versions come with its first activation attempt) is shown to the owner.
+
+    Unauthenticated, so what it may keep is bounded: the same device asking again (same
+    state, same address) gets its waiting code back under a new token (the previous one
+    is spent), not a new record; the codes waiting to be activated are bounded per address
+    and in all (`PairingBusy` past that); a code nobody asks about is soon forgotten
+    (`_expires`). `on_new(code)` is called when a new code was issued (not a repeat)."""
     if not isinstance(state, str) or not STATE.match(state):
         raise BadRequest("state must be 8 to 64 letters, digits or dashes (a uuid)")
     purge_expired(store)
-    now = time.time()
-    ttl = int(config["server"]["code_ttl_hours"] * 3600)
-    token = secrets.token_hex(32)
+    caller, token = _caller(address), secrets.token_hex(32)
+    with _issuing:
+        now = time.time()
+        waiting = _waiting(store, now)
+        record = next((dict(p) for p in waiting
+                       if p["state"] == state and p.get("address", "") == caller), None)
+        new = record is None
+        if new:
+            _check_room(config["server"], waiting, caller, now)
+            record = _new_pairing(store, config, state, packaging, caller, now)
+        record.update(token_hash=hash_token(token), seen_at=now)
+        store.pairings.put(record["code"], record)
+    if new and on_new is not None:
+        on_new(record["code"])
+    return {"code": record["code"], "uuid": state, "state": state, "token": token,
+            "expiration": max(1, int(record["expires_at"] - now))}
+
+
+def _new_pairing(store: Store, config: dict, state: str, packaging: str, caller: str,
+                 now: float) -> dict:
+    """The record of a new code (its token is set by the caller)."""
+    server = config["server"]
     code = _new_code(store)
-    auto = config["server"]["pairing"] == "auto"
-    store.pairings.put(code, {
-        "code": code, "state": state, "token_hash": hash_token(token),
-        "status": "approved" if auto else "pending",
-        "created_at": now, "expires_at": now + ttl, "packaging": str(packaging)[:64],
-        "repair": store.devices.get(state) is not None,
-        "address": _caller(address), "seen_at": now,
-    })
-    return {"code": code, "uuid": state, "state": state, "token": token, "expiration": ttl}
+    return {"code": code, "state": state,
+            "status": "approved" if server["pairing"] == "auto" else "pending",
+            "created_at": now, "expires_at": now + int(server["code_ttl_hours"] * 3600),
+            "idle_ttl": server["code_idle_minutes"] * 60, "packaging": str(packaging)[:64],
+            "repair": store.devices.get(state) is not None, "address": caller}
+
+
+def _waiting(store: Store, now: float) -> List[dict]:
+    """The codes issued and neither activated nor expired (the stored records: read only)."""
+    return [p for p in store.pairings.peek_all()
+            if p["status"] != "activated" and not _expired(p, now)]
+
+
+def _check_room(server: dict, waiting: List[dict], caller: str, now: float) -> None:
+    """PairingBusy when the codes waiting from `caller`, or in all, reached their bound;
+    it tells when the first of them will be forgotten."""
+    mine = [p for p in waiting if p.get("address", "") == caller]
+    for counted, key, whose in ((mine, "max_pending_codes_per_address", "from your address"),
+                                (waiting, "max_pending_codes", "on this backend")):
+        if len(counted) >= server[key]:
+            wait = max(1, math.ceil(min(_expires(p) for p in counted) - now))
+            _warn_busy(f"pairing codes refused: {len(counted)} wait {whose} (server.{key})")
+            raise PairingBusy(f"too many pairing codes wait to be used {whose}; "
+                              f"try again in {wait} s", wait)
+
+
+_last_busy_warning = 0.0  # monotonic; written under _issuing
+
+
+def _warn_busy(message: str, every: float = 60) -> None:
+    """Log a refusal at most once a minute: a flood must not fill the log instead."""
+    global _last_busy_warning
+    if time.monotonic() - _last_busy_warning >= every:
+        _last_busy_warning = time.monotonic()
+        LOG.warning(message)
 
 
 def _caller(address: Optional[str]) -> str:
@@ -247,13 +327,23 @@ def _device_uuid(state: str) -> str:
         return str(uuidlib.uuid4())
 
 
-def issue_tokens(store: Store, uuid: str) -> dict:
-    """New access and refresh tokens for a device; the previous ones stop working."""
+class _Rotated(Exception):
+    """The token presented for a rotation was rotated meanwhile, by a concurrent request."""
+
+
+def issue_tokens(store: Store, uuid: str, replacing: str = "") -> dict:
+    """New access and refresh tokens for a device; the previous ones stop working.
+
+    `replacing` is the token a rotation presents: it is checked again inside the
+    device's atomic update, so of concurrent rotations with one token exactly one
+    wins and the others raise `_Rotated` (a check before the update lets several pass)."""
     access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
 
     def apply(device):
         if device is None:
             raise NotFound(f"unknown device: {uuid[:64]}")
+        if replacing and not _holds(device, hash_token(replacing), ROTATING):
+            raise _Rotated()
         device["tokens"] = {"access": hash_token(access), "refresh": hash_token(refresh)}
         device["paired_at"] = time.time()
         return device
@@ -293,18 +383,29 @@ def authenticate(store: Store, token: str, kinds: Tuple[str, ...] = ("access",))
     digest = hash_token(token)
     uuid = store.devices.find(digest)
     device = store.devices.peek(uuid) if uuid else None
-    if device is None:
-        return None
+    return uuid if device is not None and _holds(device, digest, kinds) else None
+
+
+def _holds(device: dict, digest: str, kinds: Tuple[str, ...]) -> bool:
+    """Whether `digest` is the hash of one of the device's tokens of `kinds`."""
     tokens = device.get("tokens") or {}
     matched = False
     for kind in kinds:  # every kind is compared, so timing does not tell which matched
         matched |= hmac.compare_digest(tokens.get(kind, ""), digest)
-    return uuid if matched else None
+    return matched
+
+
+# what rotates the tokens: the refresh token (mycroft-core) or the access token (OVOS)
+ROTATING = ("access", "refresh")
 
 
 def refresh(store: Store, token: str) -> Optional[dict]:
-    """GET /auth/token: the refresh token (mycroft-core) or the access token (OVOS) rotates both."""
-    uuid = authenticate(store, token, kinds=("access", "refresh"))
+    """GET /auth/token: the refresh token (mycroft-core) or the access token (OVOS) rotates
+    both, once: a replay, even concurrent with the first use, gets None."""
+    uuid = authenticate(store, token, kinds=ROTATING)
     if uuid is None:
         return None
-    return issue_tokens(store, uuid)
+    try:
+        return issue_tokens(store, uuid, replacing=token)
+    except _Rotated:
+        return None

@@ -3,11 +3,18 @@ failed logins to the admin page.
 
 Only failures are counted: a client that succeeds is never slowed down (a thousand
 pairings a minute from one address all go through). A client that failed `limit` times
-within `window` seconds gets 429 until the oldest of those failures leaves the window:
-* for the admin key (which an owner may have chosen weak), before the key is looked at,
-  so a refused client cannot test guesses, and the right key waits too;
-* for activations, instead of the refusal: the 256-bit pairing token cannot be guessed,
-  so a valid one is always accepted, even from an address that keeps failing.
+within `window` seconds gets 429 until the oldest of those failures leaves the window,
+instead of the refusal; what is right is always accepted, even from an address that
+keeps failing:
+* activations: the 256-bit pairing token cannot be guessed;
+* the admin key (`GuessThrottle`, also the admin page's login): an address is no proof
+  of who is asking (every process and browser page on the owner's machine is 127.0.0.1),
+  so refusing the right key because of an address's failures let anyone lock the owner
+  out. Wrong keys are also limited in total (`OVERALL`), so many addresses together
+  get no more answers than one; a request with no key at all is not a guess.
+
+Windows follow `time.monotonic`: a wall-clock step (NTP, a dead RTC battery) neither
+extends a refusal nor cuts it short.
 
 Kept in memory and bounded: at most `limit` timestamps per address and `max_clients`
 addresses (the least recently failing are forgotten first). A restart forgets
@@ -26,9 +33,11 @@ LIMITS = {
     # POST /device/activate refused: unknown, expired or malformed (state, token); a
     # device waiting for the owner's approval is not failing and is never counted
     "activation": (20, 60),
-    # the admin API called with a missing or wrong key
+    # the admin API called with a wrong key (a request without one is not counted)
     "admin_key": (20, 60),
 }
+# name -> failures allowed from all addresses together, per the name's window
+OVERALL = {"admin_key": 100}
 MAX_CLIENTS = 4096
 
 
@@ -61,19 +70,50 @@ class FailureLimiter:
         """How many addresses are remembered (at most `max_clients`)."""
         return len(self._failures)
 
-    def forgive(self, client: str) -> None:
-        """Forget `client`'s failures (it proved it knows the secret)."""
-        with self._lock:
-            self._failures.pop(client, None)
+
+class GuessThrottle:
+    """Wrong guesses of one secret: at most `per_client` per client and `overall` from
+    everyone within `window` seconds (two FailureLimiters).
+
+    It only ever refuses wrong guesses: the caller compares the secret first and lets
+    the right one in whatever the counts, so neither a process sharing the owner's
+    address nor a crowd of addresses can lock the owner out. Nothing is forgiven when
+    someone gets in: the right key needs no forgiveness, and an intruder sharing the
+    owner's address would get fresh guesses at each of the owner's logins."""
+
+    EVERYONE = "*"
+
+    def __init__(self, per_client: int, overall: int, window: float):
+        self._clients = FailureLimiter(per_client, window)
+        self._all = FailureLimiter(overall, window, max_clients=1)
+
+    def retry_after(self, client: str) -> int:
+        """Seconds before a wrong guess from `client` is answered again (0: now)."""
+        return max(self._clients.retry_after(client), self._all.retry_after(self.EVERYONE))
+
+    def failed(self, client: str) -> None:
+        self._clients.failed(client)
+        self._all.failed(self.EVERYONE)
+
+
+def _made_once(name: str, make):
+    """The app's limiter or throttle `name`, made by `make()` on first use."""
+    limiters = current_app.extensions.setdefault("personal_backend_limits", {})
+    found = limiters.get(name)
+    if found is None:
+        found = limiters.setdefault(name, make())
+    return found
 
 
 def limiter(name: str) -> FailureLimiter:
     """The app's limiter `name` (one of LIMITS), made on first use."""
-    limiters = current_app.extensions.setdefault("personal_backend_limits", {})
-    found = limiters.get(name)
-    if found is None:
-        found = limiters.setdefault(name, FailureLimiter(*LIMITS[name]))
-    return found
+    return _made_once(name, lambda: FailureLimiter(*LIMITS[name]))
+
+
+def throttle(name: str) -> GuessThrottle:
+    """The app's throttle of wrong `name` guesses (LIMITS per address, OVERALL in all)."""
+    per_client, window = LIMITS[name]
+    return _made_once(f"{name}:guesses", lambda: GuessThrottle(per_client, OVERALL[name], window))
 
 
 def client_address() -> str:

@@ -13,10 +13,11 @@ those fields. Nothing is deleted for that: a value or a skill that comes back is
 again, and the shared values other devices use are untouched.
 """
 import copy
+import math
 import time
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
-from . import devices
+from . import devices, quotas
 from .errors import BadRequest, NotFound
 from .store import Store
 
@@ -71,6 +72,8 @@ def to_native(value, field_type: str):
             number = float(value)
         except ValueError:
             raise BadRequest(f"{value[:32]!r} is not a number") from None
+        if not math.isfinite(number):  # "nan", "1e999": served back as bare NaN, not JSON
+            raise BadRequest(f"{value[:32]!r} is not a finite number")
         return int(number) if number.is_integer() else number
     if lowered in ("none", "null"):
         return None
@@ -166,21 +169,25 @@ def _gid(device: dict, skill_id: str) -> str:
 
 
 def _save(store: Store, uuid: str, skill_id: str, gid: Optional[str],
-          change) -> dict:
+          change, limits: Dict[str, int]) -> dict:
     """Apply `change(record or None) -> record` where this device's settings for the skill
-    live, and remember the device has the skill (under `gid`, else the gid it had)."""
+    live, and remember the device has the skill (under `gid`, else the gid it had).
+    A changed record must fit the device's quotas (`_check_quota`)."""
     result = {}
-
-    def unless_same(record):
-        # devices re-upload identical settings often: keep the record, so nothing is written
-        new = change(record)
-        same = record is not None and {**new, "updated_at": 0} == {**record, "updated_at": 0}
-        return record if same else new
 
     def apply(device):
         if device is None:
             raise NotFound(f"unknown device: {uuid[:64]}")
         device["skill_gids"][skill_id] = gid or _gid(device, skill_id)
+
+        def unless_same(record):
+            # devices re-upload identical settings often: keep the record, so nothing is written
+            new = change(record)
+            same = record is not None and {**new, "updated_at": 0} == {**record, "updated_at": 0}
+            if not same:
+                _check_quota(store, device, skill_id, new, limits)
+            return record if same else new
+
         if _own_copy(device, skill_id):
             current = device["skills"].get(skill_id) or store.shared_skills.get(skill_id)
             device["skills"][skill_id] = result["record"] = unless_same(copy.deepcopy(current))
@@ -192,7 +199,21 @@ def _save(store: Store, uuid: str, skill_id: str, gid: Optional[str],
     return result["record"]
 
 
-def upload(store: Store, uuid: str, body: dict) -> dict:
+def _check_quota(store: Store, device: dict, skill_id: str, record: dict,
+                 limits: Dict[str, int]) -> None:
+    """TooLarge (413) when a device's new record for a skill is over quotas.skill_settings_kb,
+    or all the settings it has would be over quotas.device_settings_kb: one device made the
+    shared settings file 51 MiB, and every shared write then cost 332 ms. Measuring the
+    device's other skills costs at most that quota's bytes, once per changed write."""
+    size = quotas.json_size(record)
+    quotas.check_kb(size, limits, "skill_settings_kb", f"the settings of {skill_id[:64]}")
+    others = sum(quotas.json_size(device["skills"].get(other) or store.shared_skills.peek(other) or {})
+                 for other in device["skill_gids"] if other != skill_id)
+    quotas.check_kb(size + others, limits, "device_settings_kb", "this device's skill settings")
+
+
+def upload(store: Store, uuid: str, body: dict,
+           limits: Dict[str, int] = quotas.DEFAULT_QUOTAS) -> dict:
     """PUT /skill (v1): meta with current values; values merge into what is stored."""
     if not isinstance(body, dict):
         raise BadRequest("expected a JSON object")
@@ -206,10 +227,11 @@ def upload(store: Store, uuid: str, body: dict) -> dict:
         name = body.get("display_name") or (record or {}).get("display_name")
         return _record(skill_id, name, keep_meta, settings)
 
-    return _save(store, uuid, skill_id, gid, change)
+    return _save(store, uuid, skill_id, gid, change, limits)
 
 
-def upload_meta(store: Store, uuid: str, body: dict) -> dict:
+def upload_meta(store: Store, uuid: str, body: dict,
+                limits: Dict[str, int] = quotas.DEFAULT_QUOTAS) -> dict:
     """PUT /settingsMeta: the definition only; stored values win over its defaults."""
     if not isinstance(body, dict):
         raise BadRequest("expected a JSON object")
@@ -222,7 +244,7 @@ def upload_meta(store: Store, uuid: str, body: dict) -> dict:
         name = body.get("display_name") or (record or {}).get("display_name")
         return _record(skill_id, name, meta, settings)
 
-    return _save(store, uuid, skill_id, gid, change)
+    return _save(store, uuid, skill_id, gid, change, limits)
 
 
 def wire_entry(record: dict, gid: str) -> dict:
@@ -265,7 +287,7 @@ def sync_view(store: Store, device: dict) -> dict:
 
 
 def push_values(store: Store, uuid: str, skill_id: str, values: dict,
-                gid: Optional[str] = None) -> dict:
+                gid: Optional[str] = None, limits: Dict[str, int] = quotas.DEFAULT_QUOTAS) -> dict:
     """PATCH /skill/sync: merge `values` ({name: value}) into the skill's settings where
     this device's live (its own copy, else the shared record; created when absent).
 
@@ -288,7 +310,7 @@ def push_values(store: Store, uuid: str, skill_id: str, values: dict,
         return _record(skill_id, record.get("display_name"),
                        record.get("meta", {"sections": []}), {**record.get("settings", {}), **values})
 
-    record = _save(store, uuid, skill_id, gid, change)
+    record = _save(store, uuid, skill_id, gid, change, limits)
     return {"skill_id": skill_id, **_sync_entry(record, _gid(devices.peek(store, uuid), skill_id))}
 
 

@@ -8,9 +8,13 @@ the guarantees it lacks:
 * writers serialised by a lock per collection, readers never blocked: records are
   replaced, not mutated, so a reader always sees one whole version;
 * data kept in memory; a `stat` per access notices hand edits and reloads them;
-* a file that fails to parse is refused loudly: the last good copy (in memory, or the
-  `.bak` kept beside every file) is restored and the bad file kept as `.rejected`;
-  the store is never silently emptied;
+* a file that fails to parse, or holds a record of the wrong shape (each collection
+  has its check, run when a file is loaded, never per read), is refused loudly: the
+  last good copy (in memory, or the `.bak` kept beside every file) is restored, the
+  bad file kept as `.rejected` and named in the log; the store is never silently
+  emptied, and one bad file never fails the requests that do not read it;
+* folders are created owner-only (0700), files written owner-only (0600); a refused
+  write (a full disk: 507) is logged with the file's path;
 * append-only records go to a JSON Lines log, so a write costs the same at any size;
 * listeners are told the key of each record that changed, by a write or a hand edit
   (the in-process sync agent follows device records and shared skill settings);
@@ -25,6 +29,7 @@ Layout under the data path::
     recordings/...           audio files written by the services
 """
 import json
+import math
 import os
 import re
 import threading
@@ -50,14 +55,73 @@ class CorruptFile(Exception):
     """A data file exists but is not the JSON object it should be."""
 
 
+# why a loaded value is refused (its shape is not what the code reading it relies on), or
+# None when it is fine. Checked when a file is loaded, never per read: hot paths stay a peek.
+Check = Callable[[object], Optional[str]]
+
+
+def of_type(name: str, *kinds: type) -> Check:
+    """Values of one of `kinds`, described as `name` ("text", "a number"). A bool is no
+    number here, though Python makes it an int."""
+    def check(value) -> Optional[str]:
+        if isinstance(value, kinds) and (bool in kinds or not isinstance(value, bool)):
+            return None
+        return f"must be {name}"
+    return check
+
+
+def map_of(values: Check) -> Check:
+    """A JSON object whose every value passes `values`."""
+    def check(value) -> Optional[str]:
+        if not isinstance(value, dict):
+            return "must be an object"
+        for key, item in value.items():
+            reason = values(item)
+            if reason:
+                return f"{key[:64]!r} {reason}"
+        return None
+    return check
+
+
+def json_object(required: Iterable[str] = (), **fields: Check) -> Check:
+    """A JSON object holding every field of `required`, whose fields named in `fields`,
+    when present, pass their check (other fields are free)."""
+    def check(value) -> Optional[str]:
+        if not isinstance(value, dict):
+            return "must be an object"
+        missing = [name for name in required if name not in value]
+        if missing:
+            return f"lacks {', '.join(missing)}"
+        for name, field in fields.items():
+            reason = field(value[name]) if name in value else None
+            if reason:
+                return f"{name} {reason}"
+        return None
+    return check
+
+
+TEXT = of_type("text", str)
+NUMBER = of_type("a number", int, float)
+FLAG = of_type("true or false", bool)
+OBJECT = of_type("an object", dict)
+ANY_RECORD = json_object()
+
+
 def check_storable(value) -> None:
     """BadRequest unless `value` can be written and read back as it is: nested at most
-    MAX_DEPTH levels, and text that UTF-8 can encode (a JSON `"\\ud800"` escape gives a
-    lone surrogate, which it cannot). Checked before a write, so nothing is half-written."""
+    MAX_DEPTH levels, text that UTF-8 can encode (a JSON `"\\ud800"` escape gives a
+    lone surrogate, which it cannot), and finite numbers (Python's json reads `NaN` and
+    `1e999` as floats and writes them back as bare `NaN`/`Infinity`, which is not JSON:
+    clients then fail to parse what they are served). Checked before a write, so
+    nothing is half-written."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
-        if isinstance(item, str):
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                raise BadRequest("numbers must be finite: NaN and Infinity (or a number as "
+                                 "large as 1e999) cannot be stored as JSON")
+        elif isinstance(item, str):
             if not item.isascii():
                 try:
                     item.encode("utf-8")
@@ -74,12 +138,28 @@ def check_storable(value) -> None:
                 stack.extend((child, depth + 1) for child in item)
 
 
+def _make_folder(path: str) -> None:
+    """Create `path` (and missing parents) owner-only: the folders hold device ids and
+    recordings. The mode is given to mkdir, never through the process umask, which the
+    skill shares with ovos-core."""
+    os.makedirs(path, mode=0o700, exist_ok=True)
+
+
 def _fsync_dir(path: str) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _refused(action: str, path: str, error: OSError) -> StorageError:
+    """The error for a change the file system refused (a full disk: 507), logged here with
+    the file's full path, whichever door asked (API, web page, voice): the client is told
+    the file's name only."""
+    reason = error.strerror or str(error)
+    LOG.error(f"cannot {action} {path}: {reason}")
+    return StorageError(f"cannot {action} {basename(path)}: {reason}")
 
 
 def write_atomic(path: str, data: bytes) -> None:
@@ -106,7 +186,7 @@ def write_atomic(path: str, data: bytes) -> None:
                 os.unlink(tmp)
             except OSError:
                 pass
-        raise StorageError(f"cannot write {basename(path)}: {e.strerror or e}") from e
+        raise _refused("write", path, e) from e
 
 
 TEMP_FILE = re.compile(r"\.tmp-(\d+)-\d+$")
@@ -181,27 +261,47 @@ def _signature(path: str):
     return st.st_mtime_ns, st.st_size, st.st_ino
 
 
-def _load_or_restore(path: str, last_good: Optional[dict]) -> Optional[Document]:
-    """Load `path`; if it is corrupt, put the last good version back and keep the bad one."""
+def _read_checked(path: str, check: Optional[Check]) -> Document:
+    """The document in `path`; CorruptFile unless it parses and passes `check`."""
+    doc = Document.read(path)
+    reason = check(doc) if check else None
+    if reason:
+        raise CorruptFile(f"{path}: {reason}")
+    return doc
+
+
+def _good_copy(path: str, last_good: Optional[dict], check: Optional[Check]) -> Optional[Document]:
+    """What to put back in place of a refused `path`: the last good version in memory,
+    else the `.bak` beside the file if it passes; None when neither exists."""
+    if last_good is not None:
+        return Document(path, last_good)
+    try:
+        return _read_checked(path + ".bak", check) if exists(path + ".bak") else None
+    except CorruptFile:
+        return None
+
+
+def _load_or_restore(path: str, last_good: Optional[dict], check: Optional[Check] = None,
+                     initial: bool = False) -> Optional[Document]:
+    """Load `path`. A file that does not parse or has the wrong shape is refused: kept as
+    `.rejected-<time>`, named in the log, and the last good version put back. With none,
+    the store does not start (`initial`) on data it cannot read; while serving, the
+    refused file is left out, so one bad file never fails the requests of the others."""
     if not exists(path):
         return None
     try:
-        return Document.read(path)
+        return _read_checked(path, check)
     except CorruptFile as e:
-        rejected = f"{path}.rejected-{int(time.time())}"
-        LOG.error(f"refusing corrupt data file {e}; kept it as {rejected}")
-        good = None
-        if last_good is not None:
-            good = Document(path, last_good)
-        elif exists(path + ".bak"):
-            try:
-                good = Document.read(path + ".bak")
-            except CorruptFile:
-                good = None
-        if good is None:
+        good = _good_copy(path, last_good, check)
+        if good is None and initial:
             raise StorageError(f"data file {path} is corrupt and no good copy exists; "
                                "fix or remove it by hand", status=500) from e
+        rejected = f"{path}.rejected-{int(time.time())}"
+        LOG.error(f"refusing data file {e}; kept it as {rejected}")
         os.replace(path, rejected)
+        if good is None:
+            LOG.error(f"{path} had no good copy: left out until a good file takes its place")
+            return None
         good.store(path)
         LOG.error(f"restored the last good copy of {path}")
         return good
@@ -215,15 +315,19 @@ class Collection:
     """Records keyed by id, with optional secondary indexes.
 
     `index` maps a record to the values it can be found by (e.g. token hashes);
-    `name` is what listeners are told. Reads return copies; writes are durable when
-    they return.
+    `validate` tells why a record loaded from disk (a hand edit) is refused, or None
+    (writers check what they store themselves); `name` is what listeners are told.
+    Reads return copies; writes are durable when they return.
     """
 
-    def __init__(self, name: str, index: Optional[Callable[[dict], Iterable[str]]] = None):
+    def __init__(self, name: str, index: Optional[Callable[[dict], Iterable[str]]] = None,
+                 validate: Check = ANY_RECORD):
         self.name = name
         self._records: Dict[str, dict] = {}
         self._index_fn = index
+        self._validate = validate
         self._index: Dict[str, str] = {}
+        self._indexed: Dict[str, List[str]] = {}  # key -> the values it is indexed under
         self._write_lock = threading.RLock()
         self._listeners: List[Listener] = []
 
@@ -263,6 +367,12 @@ class Collection:
         """The stored record itself, for read-only use on hot paths: never modify it."""
         self._refresh()
         return self._records.get(key)
+
+    def peek_all(self) -> List[dict]:
+        """The stored records themselves, for read-only scans on hot paths (counting the
+        waiting pairing codes at each request): never modify them. `all()` copies each."""
+        self._refresh()
+        return list(self._records.values())
 
     def find(self, value: str) -> Optional[str]:
         """The key of the record indexed under `value`."""
@@ -324,23 +434,28 @@ class Collection:
 
     # in-memory bookkeeping ----------------------------------------------------------
     def _set(self, key: str, record: Optional[dict]) -> None:
-        old = self._records.get(key)
-        if old is not None and self._index_fn:
-            for value in self._index_fn(old):
-                self._index.pop(value, None)
+        """Put `record` (None: remove) in memory. The new index values are computed before
+        anything changes, and the old ones are those actually indexed, not recomputed from
+        the old record: a record the index function chokes on leaves memory as it was."""
+        values = list(self._index_fn(record)) if record is not None and self._index_fn else []
+        for value in self._indexed.pop(key, ()):
+            if self._index.get(value) == key:
+                del self._index[value]
         if record is None:
             self._records.pop(key, None)
-        else:
-            self._records[key] = record
-            if self._index_fn:
-                for value in self._index_fn(record):
-                    self._index[value] = key
+            return
+        self._records[key] = record
+        for value in values:
+            self._index[value] = key
+        if values:
+            self._indexed[key] = values
 
     def _reset(self, records: Dict[str, dict]) -> List[str]:
         """Replace every record; the keys whose record changed."""
         old = self._records
         self._records = {}
         self._index = {}
+        self._indexed = {}
         for key, record in records.items():
             self._set(key, record)
         return [key for key in old.keys() | records.keys() if old.get(key) != records.get(key)]
@@ -350,8 +465,8 @@ class FileCollection(Collection):
     """A small collection kept in one JSON file `{key: record}`, named after the file
     unless `name` is given."""
 
-    def __init__(self, path: str, index=None, name: str = ""):
-        super().__init__(name or basename(path).rsplit(".", 1)[0], index)
+    def __init__(self, path: str, index=None, name: str = "", validate: Check = ANY_RECORD):
+        super().__init__(name or basename(path).rsplit(".", 1)[0], index, validate)
         self.path = path
         self._signature = None
         remove_stale_temp_files(os.path.dirname(path))
@@ -359,7 +474,8 @@ class FileCollection(Collection):
 
     def _reload(self, initial: bool = False) -> List[str]:
         """Read the file again; the keys whose record changed."""
-        doc = _load_or_restore(self.path, None if initial else self._records)
+        doc = _load_or_restore(self.path, None if initial else self._records,
+                               map_of(self._validate), initial)
         changed = self._reset(dict(doc) if doc is not None else {})
         self._signature = _signature(self.path)
         return changed
@@ -388,10 +504,10 @@ class DirCollection(Collection):
 
     SUFFIX = ".json"
 
-    def __init__(self, folder: str, index=None):
-        super().__init__(basename(folder), index)
+    def __init__(self, folder: str, index=None, validate: Check = ANY_RECORD):
+        super().__init__(basename(folder), index, validate)
         self.folder = folder
-        os.makedirs(folder, exist_ok=True)
+        _make_folder(folder)
         remove_stale_temp_files(folder)
         self._signatures: Dict[str, tuple] = {}
         self._dir_signature = None
@@ -417,7 +533,7 @@ class DirCollection(Collection):
 
     def _scan(self, initial: bool = False) -> List[str]:
         """Read the folder again; the keys whose record changed."""
-        names = {f[:-len(self.SUFFIX)] for f in os.listdir(self.folder)
+        names = {f[:-len(self.SUFFIX)] for f in self._list()
                  if f.endswith(self.SUFFIX) and SAFE_KEY.match(f[:-len(self.SUFFIX)])}
         changed = list(set(self._records) - names)
         for key in changed:
@@ -427,6 +543,17 @@ class DirCollection(Collection):
         self._dir_signature = _signature(self.folder)
         return changed
 
+    def _list(self) -> List[str]:
+        """The folder's file names. A folder removed while serving is made again (empty):
+        its records went with it, as with files removed by hand, and writes go on."""
+        try:
+            return os.listdir(self.folder)
+        except FileNotFoundError:
+            LOG.error(f"{self.folder} was removed while serving: its records are gone; "
+                      "made it again")
+            _make_folder(self.folder)
+            return []
+
     def _load(self, key: str, initial: bool = False) -> bool:
         """Read one record's file again if it changed; whether the record did."""
         path = self._path(key)
@@ -434,7 +561,7 @@ class DirCollection(Collection):
         if signature is not None and signature == self._signatures.get(key):
             return False
         old = self._records.get(key)
-        doc = _load_or_restore(path, None if initial else old)
+        doc = _load_or_restore(path, None if initial else old, self._validate, initial)
         new = dict(doc) if doc is not None else None
         self._set(key, new)
         if doc is None:
@@ -463,7 +590,7 @@ class DirCollection(Collection):
             except FileNotFoundError:
                 pass
             except OSError as e:
-                raise StorageError(f"cannot delete {basename(path)}: {e.strerror or e}") from e
+                raise _refused("delete", path, e) from e
             self._signatures.pop(key, None)
         else:
             Document(path, record).store()
@@ -474,8 +601,9 @@ class DirCollection(Collection):
 class AppendLog:
     """Append-only JSON Lines: one record a line, fsynced before an append returns."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, validate: Check = ANY_RECORD):
         self.path = path
+        self._validate = validate
         self._lock = threading.Lock()
         self._repair_tail()
 
@@ -503,8 +631,7 @@ class AppendLog:
                 finally:
                     os.close(fd)
             except OSError as e:
-                raise StorageError(f"cannot append to {basename(self.path)}: "
-                                   f"{e.strerror or e}") from e
+                raise _refused("append to", self.path, e) from e
         return record
 
     @staticmethod
@@ -530,9 +657,15 @@ class AppendLog:
                 if not line.strip():
                     continue
                 try:
-                    records.append(json.loads(line))
+                    entry = json.loads(line)
                 except ValueError:
                     LOG.error(f"{self.path}:{number}: skipping a line that is not JSON")
+                    continue
+                reason = self._validate(entry)
+                if reason:
+                    LOG.error(f"{self.path}:{number}: skipping a record that {reason}")
+                else:
+                    records.append(entry)
         return records
 
     def rewrite(self, records: List[dict]) -> None:
@@ -616,6 +749,27 @@ class Presence:
             LOG.warning(f"cannot store when device {uuid} was last seen: {e.message}")
 
 
+# what the code reading each collection relies on, checked when a file is loaded
+SKILL_SETTINGS = json_object(skill_id=TEXT, display_name=of_type("text or null", str, type(None)),
+                             meta=OBJECT, settings=OBJECT, updated_at=NUMBER)
+DEVICE = json_object(
+    **dict.fromkeys(("uuid", "name", "device_location", "email", "lang", "system_unit",
+                     "date_format", "time_format", "ww_id", "voice_id", "wake_word",
+                     "tts_module", "core_version", "enclosure_version", "platform",
+                     "platform_build"), TEXT),
+    **dict.fromkeys(("opt_in", "isolated_skills"), FLAG),
+    **dict.fromkeys(("location", "ww_config", "tts_config", "skills_manifest"), OBJECT),
+    **dict.fromkeys(("created_at", "paired_at", "last_seen", "settings_synced_at"), NUMBER),
+    tokens=map_of(TEXT), skill_gids=map_of(TEXT), skills=map_of(SKILL_SETTINGS))
+PAIRING = json_object(
+    ("code", "state", "token_hash", "status", "created_at", "expires_at"),
+    **dict.fromkeys(("code", "state", "token_hash", "status", "uuid", "packaging", "address"), TEXT),
+    **dict.fromkeys(("created_at", "expires_at", "activated_at", "seen_at"), NUMBER),
+    repair=FLAG, device=OBJECT)
+METRIC = json_object(**dict.fromkeys(("metric_id", "metric_type", "uuid"), TEXT),
+                     timestamp=NUMBER, meta=OBJECT)
+
+
 def _device_tokens(record: dict) -> Iterable[str]:
     return [h for h in (record.get("tokens") or {}).values() if isinstance(h, str) and h]
 
@@ -626,21 +780,22 @@ class Store:
     def __init__(self, data_path: str):
         self.path = data_path
         try:
-            os.makedirs(data_path, exist_ok=True)
+            _make_folder(data_path)
         except OSError as e:
             raise StorageError(f"cannot create data folder {data_path}: {e.strerror or e}") from e
         if not isdir(data_path) or not os.access(data_path, os.W_OK):
             raise StorageError(f"data folder {data_path} is not writable")
-        self.devices = DirCollection(join(data_path, "devices"), index=_device_tokens)
+        self.devices = DirCollection(join(data_path, "devices"), index=_device_tokens,
+                                     validate=DEVICE)
         self.presence = Presence(self.devices)
         self.pairings = DirCollection(join(data_path, "pairings"),
-                                      index=lambda r: [r.get("token_hash", "")])
+                                      index=lambda r: [r.get("token_hash", "")], validate=PAIRING)
         self.shared_skills = FileCollection(join(data_path, "skill_settings.json"),
-                                            name="shared_skills")
-        self.metrics = AppendLog(join(data_path, "metrics.jsonl"))
+                                            name="shared_skills", validate=SKILL_SETTINGS)
+        self.metrics = AppendLog(join(data_path, "metrics.jsonl"), validate=METRIC)
         self.oauth_apps = FileCollection(join(data_path, "oauth_apps.json"))  # admin-registered apps
         self.oauth_tokens = FileCollection(join(data_path, "oauth_tokens.json"))  # by token id
-        self.oauth_states = FileCollection(join(data_path, "oauth_states.json"))  # pending authorizations
+        self.oauth_states = DirCollection(join(data_path, "oauth_states"))  # pending authorizations
         self.ww_definitions = FileCollection(join(data_path, "ww_definitions.json"))
         self.voice_definitions = FileCollection(join(data_path, "voice_definitions.json"))
         self.utterances = DirCollection(join(data_path, "utterances"))  # datasets.py
@@ -660,5 +815,5 @@ class Store:
     def folder(self, *parts: str) -> str:
         """A sub-folder of the data path for files the services write (recordings)."""
         path = join(self.path, *parts)
-        os.makedirs(path, exist_ok=True)
+        _make_folder(path)
         return path

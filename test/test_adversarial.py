@@ -104,6 +104,9 @@ def target(tmp_path, loopback_only):
     config["microservices"].update(owm_key="fuzz-owm-key", wolfram_key="fuzz-wolfram-key",
                                    owm_url=nothing_listening(), wolfram_url=nothing_listening(),
                                    cache="memory", timeout=2.0)
+    # every fuzzed question is a distinct upstream call: the per-device quota on those has
+    # its own test (test_hostile_quotas.py), here it would refuse the rightful device
+    config["quotas"]["upstream_misses_per_hour"] = 10 ** 6
     store = Store(config["data_path"])
     app = create_app(config, store, config_path=str(tmp_path / "backend.conf"))
     server = BackendServer(app, "127.0.0.1", 0).start()
@@ -465,14 +468,17 @@ HOSTILE = [
      b'{"config": {"\ud800": 1}}', 400, "json"),
     ("config with a bad location", "POST", "/v1/admin/config", ADMIN_JSON,
      b'{"config": {"location": 5}}', 400, "json"),
-    # wrong content types
+    # wrong content types: JSON routes take only bodies labelled JSON (issue 15: a web page
+    # can send the others anywhere without asking)
     ("a form body", "PATCH", "/v1/device/{uuid}",
-     {**DEVICE, "Content-Type": "application/x-www-form-urlencoded"}, b"coreVersion=1", 400, "json"),
+     {**DEVICE, "Content-Type": "application/x-www-form-urlencoded"}, b"coreVersion=1", 415, "json"),
     ("an XML body", "PUT", "/v1/admin/{uuid}/device", {**ADMIN, "Content-Type": "text/xml"},
-     b"<name>x</name>", 400, "json"),
+     b"<name>x</name>", 415, "json"),
     ("a multipart body", "PUT", "/v1/admin/{uuid}/device",
      {**ADMIN, "Content-Type": "multipart/form-data; boundary=b"},
-     b'--b\r\nContent-Disposition: form-data; name="name"\r\n\r\nx\r\n--b--\r\n', 400, "json"),
+     b'--b\r\nContent-Disposition: form-data; name="name"\r\n\r\nx\r\n--b--\r\n', 415, "json"),
+    ("JSON labelled text", "POST", "/v1/device/activate", {"Content-Type": "text/plain"},
+     b'{"state": "x", "token": "y"}', 415, "text"),
     ("JSON as audio", "POST", "/v1/stt", DEVICE_JSON, b'{"audio": 1}', 400, "json"),
     ("JSON as a wake word upload", "POST", "/precise/upload", DEVICE_JSON, b"{}", 400, "json"),
     # missing parameters
@@ -733,11 +739,12 @@ def test_wrong_admin_keys_are_rate_limited_per_address(target):
     answer = requests.get(url, headers={"Authorization": "Bearer guess"}, timeout=30)
     assert answer.status_code == 429 and "error" in answer.json()
     assert 0 < int(answer.headers["Retry-After"]) <= window
-    # blocked means blocked: a guess cannot be tested, so the right key waits too
+    # the right key is never refused (issue 15: an address is shared by every process on a
+    # machine, whose failures must not lock the owner out); another address has its own budget
     right = {"Authorization": f"Bearer {ADMIN_KEY}"}
-    assert requests.get(url, headers=right, timeout=30).status_code == 429
-    status, _, body = request_from(OTHER_ADDRESS, url, headers=right)
-    assert status == 200 and isinstance(json.loads(body), list)
+    assert requests.get(url, headers=right, timeout=30).status_code == 200
+    status, _, body = request_from(OTHER_ADDRESS, url, headers={"Authorization": "Bearer guess"})
+    assert status == 401 and json.loads(body)["error"]
 
 
 def test_a_thousand_pairings_from_one_address(target):
@@ -862,7 +869,8 @@ def test_slow_clients_do_not_block_others(target):
 
 def test_one_address_cannot_take_every_connection(target):
     """Connections that never finish their request, from one address: past
-    CONNECTIONS_PER_ADDRESS the server closes them at once, and another address is served."""
+    CONNECTIONS_PER_ADDRESS the server closes its oldest idle ones, and another address is
+    served."""
     from ovos_skill_personal_backend.backend.server import CONNECTIONS_PER_ADDRESS
     hanging = []
     try:

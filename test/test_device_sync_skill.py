@@ -94,7 +94,8 @@ def test_a_web_page_change_reaches_the_skills_callback(device):
     start = len(device.log)
     began = time.monotonic()
     saved = browser.post(f"/admin/skills/device/{uuid}/{PROBE}",
-                         data={"greeting": "salut", "volume": "7", "enabled": "on"})
+                         data={"setting-greeting": "salut", "setting-volume": "7",
+                               "setting-enabled": "on"})
     assert saved.status_code == 302, saved.get_data(as_text=True)
     assert probe_changed(device, start, "volume", 7)
     print(f"web page change reached the skill's callback in {time.monotonic() - began:.3f} s")

@@ -1,5 +1,6 @@
 """A new owner following the README: the device snippets pair a real client as written,
 and a server started for the LAN without an admin key can still be administered."""
+import copy
 import html
 import json
 import os
@@ -38,6 +39,9 @@ def readme_snippet() -> str:
 def device_config():
     """Write the device's user mycroft.conf; put things back afterwards."""
     path = find_user_config()
+    # ovos-config 0.4 merges the files into its default layer in memory, and a reload merges
+    # each file into what its layer holds: keep a copy of the default layer to put back
+    default = copy.deepcopy(dict(Configuration.default))
 
     def write(conf: dict) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -48,6 +52,10 @@ def device_config():
     yield write
     if os.path.exists(path):
         os.remove(path)
+    for cached in Configuration.xdg_configs:
+        cached.clear()
+    Configuration.default.clear()
+    Configuration.default.update(default)
     Configuration.reload()
 
 

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 
 from flask import Response, current_app, g, jsonify, request
+from werkzeug.exceptions import UnsupportedMediaType
 
 from .. import pairing, ratelimit
 from ..errors import BadRequest, Forbidden, Unauthorized
@@ -25,22 +26,34 @@ def get_service(name: str):
 
 
 def json_body(default=None):
-    """The request body as JSON, whatever Content-Type the client declared.
+    """The request body as JSON; an empty body gives `default`.
 
-    ovos-backend-client labels every request `application/json`, so the label is not
-    trusted either way; an empty body gives `default`.
+    A body must be labelled JSON (`application/json`, what ovos-backend-client and
+    mycroft-core send on every request, or `application/*+json`): a web page may send
+    text/plain, a form or no label to any address without asking (a CORS "simple"
+    request), so a page the owner visits could otherwise pair a device or post as one.
     """
     raw = request.get_data(cache=True)
     if not raw.strip():
         if default is not None:
             return default
         raise BadRequest("a JSON body is required")
+    _require_json_label()
     try:
         body = request.get_json(force=True, silent=False)
     except Exception:  # a decoding error, or nesting deep enough to exhaust the recursion limit
         raise BadRequest("the body is not valid JSON") from None
     check_storable(body)  # here too, for routes that pass a body on unstored (e-mail)
     return body
+
+
+def _require_json_label() -> None:
+    """415 unless the request says its body is JSON (see `json_body`)."""
+    mimetype = request.mimetype
+    if mimetype != "application/json" and not (mimetype.startswith("application/")
+                                               and mimetype.endswith("+json")):
+        raise UnsupportedMediaType(f"send the body as Content-Type: application/json, "
+                                   f"not {mimetype[:60] or 'unlabelled'}")
 
 
 def conditional_json(data) -> Response:
@@ -85,21 +98,23 @@ def device_required(view):
 def admin_required(view):
     """`Authorization: Bearer <server.admin_key>`; the admin API is off while no key is set.
 
-    An address that sent too many wrong keys is refused (429) before its key is even
-    looked at, until the limit's window has passed (see ratelimit)."""
+    The right key is always let in. A request without a key is refused and not counted:
+    a web page can send those (`no-cors` fetches) but never a key. Past the limits on
+    wrong keys, per address and in total, a wrong key gets 429 (see ratelimit)."""
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         key = get_config()["server"]["admin_key"]
         if not key:
             raise Forbidden("the admin API is disabled: set server.admin_key to enable it")
-        limiter, client = ratelimit.limiter("admin_key"), ratelimit.client_address()
-        wait = limiter.retry_after(client)
-        if wait:
-            return ratelimit.too_many(wait, "too many wrong admin keys from this address; "
-                                            f"try again in {wait} s")
         token = pairing.bearer(request.headers.get("Authorization"))
-        if not hmac.compare_digest(token.encode("utf-8", "surrogatepass"), key.encode()):
-            limiter.failed(client)
+        if not token:
             raise Unauthorized("admin key missing or wrong")
-        return view(*args, **kwargs)
+        throttle, client = ratelimit.throttle("admin_key"), ratelimit.client_address()
+        if hmac.compare_digest(token.encode("utf-8", "surrogatepass"), key.encode()):
+            return view(*args, **kwargs)
+        wait = throttle.retry_after(client)
+        throttle.failed(client)
+        if wait:
+            return ratelimit.too_many(wait, f"too many wrong admin keys; try again in {wait} s")
+        raise Unauthorized("admin key missing or wrong")
     return wrapper

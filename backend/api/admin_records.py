@@ -5,7 +5,14 @@ Lists carry no audio (they stay small whatever the dataset size): one recording'
 has `audio_b64`, and `/<rec_id>/audio` serves the file itself for the web page.
 Create routes exist with and without a device uuid, and with PUT as well as POST,
 because ovos-backend-client and the old server never agreed on them (§7.3 gaps 1, 3).
+
+Lists come in pages (`?page=1&per_page=100`, at most MAX_PER_PAGE rows): the body stays
+the bare JSON array the client's `db_list_*` calls read, the total is in `X-Total-Count`
+and the next page in a `Link` header. Unbounded, one device's metrics made a 1.4 GiB answer.
 """
+from typing import Callable, List
+from urllib.parse import urlencode
+
 from flask import Blueprint, Response, jsonify, request
 
 from .. import datasets, devices, metrics
@@ -29,12 +36,40 @@ def _body_uuid(body) -> str:
     return devices.get(get_store(), uuid)["uuid"]
 
 
+# pages ------------------------------------------------------------------------------------
+
+DEFAULT_PER_PAGE = 100
+MAX_PER_PAGE = 500
+
+
+def _int_arg(name: str, default: int, highest: int) -> int:
+    value = request.args.get(name) or str(default)
+    if not value.isdigit() or not 1 <= int(value) <= highest:
+        raise BadRequest(f"{name} must be a whole number from 1 to {highest}")
+    return int(value)
+
+
+def paginated(rows: List[dict], view: Callable[[dict], dict]) -> Response:
+    """One page of `rows` (oldest first), each shown through `view` (only the page's rows
+    are turned into views), with `X-Total-Count` and a `Link` to the next page."""
+    per_page = _int_arg("per_page", DEFAULT_PER_PAGE, MAX_PER_PAGE)
+    page = _int_arg("page", 1, 10 ** 9)
+    start = (page - 1) * per_page
+    response = jsonify([view(row) for row in rows[start:start + per_page]])
+    response.headers["X-Total-Count"] = str(len(rows))
+    if start + per_page < len(rows):
+        args = {**request.args.to_dict(), "page": str(page + 1), "per_page": str(per_page)}
+        response.headers["Link"] = f'<{request.base_url}?{urlencode(args)}>; rel="next"'
+    return response
+
+
 # recordings: one view per action serves both kinds, `kind` comes from the route --------
 
 def list_recordings(kind):
+    """Filter (query): uuid; paged."""
     store = get_store()
-    return jsonify([datasets.admin_view(store, kind, r)
-                    for r in datasets.list_all(store, kind, request.args.get("uuid"))])
+    return paginated(datasets.list_all(store, kind, request.args.get("uuid")),
+                     lambda record: datasets.admin_view(store, kind, record))
 
 
 def get_recording(kind, rec_id):
@@ -96,10 +131,11 @@ def _time_arg(name: str):
 
 @bp.get("/metrics/list")
 def list_metrics():
-    """Filters (query): uuid, metric_type, since, until (Unix seconds, inclusive)."""
-    return jsonify(metrics.search(get_store(), uuid=request.args.get("uuid"),
+    """Filters (query): uuid, metric_type, since, until (Unix seconds, inclusive); paged."""
+    return paginated(metrics.find(get_store(), uuid=request.args.get("uuid"),
                                   metric_type=request.args.get("metric_type"),
-                                  since=_time_arg("since"), until=_time_arg("until")))
+                                  since=_time_arg("since"), until=_time_arg("until")),
+                     metrics.admin_view)
 
 
 @bp.get("/metrics/<metric_id>")

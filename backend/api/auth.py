@@ -1,4 +1,8 @@
 """Pairing and token routes: /device/code, /device/activate, /auth/token."""
+import threading
+import time
+from typing import Callable, Optional
+
 from flask import Blueprint, Response, current_app, jsonify, request
 from ovos_utils.log import LOG
 from werkzeug.exceptions import HTTPException
@@ -13,21 +17,69 @@ WAITING_FOR_APPROVAL = pairing.ActivationRefused.status  # the refusal of a pend
 
 @bp.get("/device/code")
 def device_code():
-    login = pairing.request_code(get_store(), get_config(), request.args.get("state", ""),
-                                 request.args.get("packaging", ""))
-    if get_config()["server"]["pairing"] == "confirm":
-        _announce_pairing(login["code"])
+    config = get_config()
+    announce = _announcer().request if config["server"]["pairing"] == "confirm" else None
+    login = pairing.request_code(get_store(), config, request.args.get("state", ""),
+                                 request.args.get("packaging", ""), on_new=announce)
     return jsonify(login)
 
 
-def _announce_pairing(code: str) -> None:
-    """Tell the owner a device waits for approval; a failing listener never fails pairing."""
-    listener = current_app.extensions["personal_backend"].get("on_pairing_requested")
-    if listener is not None:
-        try:
-            listener({"code": code})
-        except Exception as e:
-            LOG.error(f"on_pairing_requested failed: {e!r}")
+@bp.errorhandler(pairing.PairingBusy)
+def pairing_busy(error: pairing.PairingBusy) -> Response:
+    """JSON, like the route's other refusals, with the time until a code is forgotten."""
+    response = jsonify({"error": error.message})
+    response.status_code = error.status
+    response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+class Announcer:
+    """Tells the owner, by voice through the skill, that devices wait for approval: at most
+    once per `interval` seconds, since anyone who reaches the server can ask for codes (a
+    page of 200 <img> tags was 200 announcements in 1.2 s). A request within the interval
+    is folded into one announcement made when it ends: `{"code": the latest, "count": how
+    many asked}`. A failing listener never fails pairing."""
+
+    def __init__(self, listener: Optional[Callable[[dict], None]], interval: float):
+        self.listener, self.interval = listener, interval
+        self._lock = threading.Lock()
+        self._last = -interval  # time.monotonic() of the last announcement
+        self._latest, self._count = "", 0  # what waits to be announced
+        self._timer: Optional[threading.Timer] = None
+
+    def request(self, code: str) -> None:
+        """A device asked for `code`: announce now, or when the interval ends."""
+        with self._lock:
+            self._latest, self._count = code, self._count + 1
+            if self._timer is not None:
+                return  # announced with the others when the timer fires
+            wait = self._last + self.interval - time.monotonic()
+            if wait > 0:
+                self._timer = threading.Timer(wait, self._announce)
+                self._timer.daemon = True
+                self._timer.start()
+                return
+        self._announce()
+
+    def _announce(self) -> None:
+        with self._lock:
+            code, count = self._latest, self._count
+            self._count, self._timer, self._last = 0, None, time.monotonic()
+        if count and self.listener is not None:
+            try:
+                self.listener({"code": code, "count": count})
+            except Exception as e:
+                LOG.error(f"on_pairing_requested failed: {e!r}")
+
+
+def _announcer() -> Announcer:
+    """The app's Announcer, made on first use."""
+    found = current_app.extensions.get("personal_backend_announcer")
+    if found is None:
+        found = current_app.extensions.setdefault("personal_backend_announcer", Announcer(
+            current_app.extensions["personal_backend"].get("on_pairing_requested"),
+            get_config()["server"]["pairing_announce_seconds"]))
+    return found
 
 
 @bp.post("/device/activate")

@@ -8,7 +8,7 @@ from flask import Blueprint, jsonify, request
 
 from .. import devices, metrics, skill_settings
 from ..errors import BadRequest
-from . import conditional_json, device_required, get_store, json_body
+from . import conditional_json, device_required, get_config, get_store, json_body
 
 bp = Blueprint("device", __name__, url_prefix="/device/<uuid>")
 
@@ -57,7 +57,7 @@ def voice(uuid):
 @bp.put("/skillJson")
 @device_required
 def skills_manifest(uuid):
-    devices.record_manifest(get_store(), uuid, json_body())
+    devices.record_manifest(get_store(), uuid, json_body(), get_config()["quotas"])
     return jsonify({"success": True, "uuid": uuid})
 
 
@@ -65,7 +65,8 @@ def skills_manifest(uuid):
 @device_required
 def metric(uuid, name):
     store = get_store()
-    return jsonify(metrics.record(store, devices.peek(store, uuid), name, json_body()))
+    return jsonify(metrics.record(store, devices.peek(store, uuid), name, json_body(),
+                                  get_config()["quotas"]))
 
 
 def _settings_read(uuid: str, view):
@@ -86,7 +87,7 @@ def skills_v1(uuid):
 @device_required
 def upload_skill_v1(uuid):
     store = get_store()
-    skill_settings.upload(store, uuid, json_body())
+    skill_settings.upload(store, uuid, json_body(), get_config()["quotas"])
     store.presence.synced(uuid)
     return jsonify({"success": True, "uuid": uuid})
 
@@ -114,7 +115,7 @@ def push_skill_values(uuid):
         raise BadRequest('expected {"skill_id": str, "gid": str (optional), "settings": {name: value}}')
     store = get_store()
     answer = skill_settings.push_values(store, uuid, body.get("skill_id"), body.get("settings"),
-                                        body.get("gid"))
+                                        body.get("gid"), get_config()["quotas"])
     store.presence.synced(uuid)
     return jsonify(answer)
 
@@ -122,5 +123,5 @@ def push_skill_values(uuid):
 @bp.put("/settingsMeta")
 @device_required
 def upload_settings_meta(uuid):
-    skill_settings.upload_meta(get_store(), uuid, json_body())
+    skill_settings.upload_meta(get_store(), uuid, json_body(), get_config()["quotas"])
     return jsonify({"success": True, "uuid": uuid})

@@ -16,7 +16,7 @@ from .. import datasets, devices, pairing
 from ..config import is_loopback
 from ..errors import BadRequest, NotFound
 from ..services import geocoding
-from ..services.stt import SpeechToText
+from ..services.stt import EngineBusy, SpeechToText
 from . import device_required, get_config, get_service, get_store, not_paired
 
 bp = Blueprint("speech", __name__)
@@ -43,14 +43,30 @@ def _lang(default: str, names: Tuple[str, ...]) -> str:
     return lang
 
 
-def _transcribe(default_lang: str,
+def _transcribe(default_lang: str, client: str,
                 lang_names: Tuple[str, ...] = ("lang",)) -> Tuple[bytes, str, list]:
     """(audio, lang, transcripts) of the request: raw FLAC/WAV body, the language (query
-    parameter among `lang_names`), `limit`."""
-    audio = request.get_data(cache=False)
+    parameter among `lang_names`), `limit`. It waits for a slot of the engine, counted
+    against `client`, before the body is even read (services/stt.py, Admission)."""
     lang = _lang(default_lang, lang_names)
-    texts = get_service("stt").transcribe(audio, lang, request.args.get("limit", 1))
+    stt = get_service("stt")
+    with stt.admission.slot(client):
+        audio = request.get_data(cache=False)
+        texts = stt.transcribe(audio, lang, request.args.get("limit", 1))
     return audio, lang, texts
+
+
+def _engine_busy(error: EngineBusy) -> Response:
+    """503 JSON with Retry-After: devices are told when to come back instead of each
+    holding a server thread while it waits (services/stt.py, Admission)."""
+    response = jsonify({"error": error.message})
+    response.status_code = error.status
+    response.headers["Retry-After"] = str(error.retry_after)
+    return response
+
+
+bp.register_error_handler(EngineBusy, _engine_busy)
+root.register_error_handler(EngineBusy, _engine_busy)
 
 
 def _device_transcripts(lang_names: Tuple[str, ...] = ("lang",)) -> List[str]:
@@ -58,7 +74,7 @@ def _device_transcripts(lang_names: Tuple[str, ...] = ("lang",)) -> List[str]:
     one); the audio is recorded by the dataset rules whatever route it came by."""
     store, config = get_store(), get_config()
     device = devices.get(store, g.uuid)
-    audio, lang, texts = _transcribe(device.get("lang") or config["lang"], lang_names)
+    audio, lang, texts = _transcribe(device.get("lang") or config["lang"], g.uuid, lang_names)
     datasets.record_utterance(store, config, device, audio, texts[0], lang)
     return texts
 
@@ -85,7 +101,7 @@ def public_stt():
     the transcript as the plain-text body. Nothing is recorded: there is no device."""
     if not get_config()["server"]["public_stt"]:
         raise NotFound("the public /stt route is disabled (server.public_stt)")
-    _, _, texts = _transcribe(get_config()["lang"])
+    _, _, texts = _transcribe(get_config()["lang"], f"address {request.remote_addr}")
     return Response(texts[0], mimetype="text/plain")
 
 

@@ -7,6 +7,7 @@ meanwhile it answers 503 JSON saying what to set. Upstream failures are 502/504 
 from flask import Blueprint, Response, g, jsonify, request
 
 from .. import devices
+from ..quotas import HourlyBudget
 from ..services import oauth
 from ..services.fetch import SharedSession
 from ..services.mail import Mailer, message_fields
@@ -22,7 +23,10 @@ bp = Blueprint("upstream", __name__)
 def build_services(config: dict, store: Store) -> dict:
     """The service objects these routes use, for `app.extensions[...]["services"]`."""
     session = SharedSession(config, store)
-    return {"weather": Weather(config, session), "wolfram": Wolfram(config, session),
+    # one budget for both services: it is the owner's upstream allowance a device spends
+    misses = HourlyBudget(config, "upstream_misses_per_hour",
+                          "weather and Wolfram|Alpha calls not answered from the cache")
+    return {"weather": Weather(config, session, misses), "wolfram": Wolfram(config, session, misses),
             "mail": Mailer(config), "oauth": OAuth(config, store)}
 
 

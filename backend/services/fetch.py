@@ -12,6 +12,7 @@ or returned as is: messages are built from the exception type, with the key scru
 That is also why the stale fallback is ours and not requests-cache's `stale_if_error`
 (which logs the failed request's exception, URL and key included, at WARNING).
 """
+import os
 import threading
 from contextlib import contextmanager
 from datetime import timedelta
@@ -61,12 +62,22 @@ def cached_session(config: dict, store: Store) -> "CachedSession":
     backend = config["microservices"]["cache"]
     if backend == "sqlite":
         path = join(store.folder("cache"), "upstream.sqlite")
+        _owner_only(path)
         session = CachedSession(path, backend="sqlite", **_cache_settings())
         session.cache.delete(older_than=KEEP_FOR)
     else:
         session = CachedSession("upstream", backend="memory", **_cache_settings())
     session.headers["User-Agent"] = USER_AGENT
     return session
+
+
+def _owner_only(path: str) -> None:
+    """Make the cache file owner-only (it holds device coordinates and every question asked)
+    before sqlite opens it: created 0600 if absent (sqlite then gives its journal the same
+    mode), tightened if an older version left it readable. Never through the process umask,
+    which the skill shares with ovos-core."""
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+    os.chmod(path, 0o600)
 
 
 def _cache_settings() -> dict:
@@ -113,15 +124,23 @@ class Upstream:
         return self.key
 
     def get(self, path: str, params: Dict[str, str], ttl: int,
-            passthrough: Iterable[int] = ()) -> requests.Response:
+            passthrough: Iterable[int] = (),
+            on_miss: Callable[[], None] = lambda: None) -> requests.Response:
         """GET `path` with the key added, from the cache while younger than `ttl` seconds.
 
-        Statuses in `passthrough` are answers for the caller; any other non-200 becomes
-        an error naming the service, unless the upstream is down, failing or over quota
-        and a stale answer exists."""
+        `on_miss()` is called before the upstream is asked (the cache had no fresh
+        answer): it raises to refuse the call (a device over its upstream quota), so a
+        cached answer is always served. Statuses in `passthrough` are answers for the
+        caller; any other non-200 becomes an error naming the service, unless the
+        upstream is down, failing or over quota and a stale answer exists."""
         url = f"{self.base_url()}/{path.lstrip('/')}"
         query = {**params, "appid": self.require_key()}
         timeout = self.config["microservices"]["timeout"]
+        cached = self.session().get(url, params=query, only_if_cached=True,
+                                    expire_after=max(ttl, 0))
+        if cached.status_code == 200:  # requests-cache answers 504 when it has none
+            return cached
+        on_miss()
         try:
             with reaching(self.name, url, timeout):
                 # only our own headers go out: never the device's Authorization or Device

@@ -145,7 +145,7 @@ class Mailer:
             raise ServiceUnavailable(f"cannot read microservices.email.smtp.ca_file {ca_file}") from e
 
     def _count(self, uuid: str) -> None:
-        now = time.time()
+        now = time.monotonic()  # a wall-clock step back must not extend the hour
         with self._lock:
             sent = self._sent[uuid]
             while sent and sent[0] < now - 3600:

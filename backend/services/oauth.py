@@ -41,6 +41,9 @@ APP_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")  # \Z: "$" lets a fin
 TOKEN_ID = re.compile(r"^(@[A-Za-z0-9_-]{1,128}\|)?[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 RESERVED_IDS = ("list", "callback")  # path words of the API
 STATE_TTL = 600
+# expired states are looked for at most this often: a look reads every pending state, and
+# doing it per authorization made each one cost more as they piled up
+PURGE_INTERVAL = 60
 # refresh a little before the provider's deadline, so the device gets a usable token
 REFRESH_MARGIN = 60
 TOKEN_LIMIT = 16 * 1024
@@ -231,6 +234,7 @@ class OAuth:
         self.session = requests.Session()
         self.session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         self._refresh_lock = threading.Lock()
+        self._purged_at = float("-inf")  # time.monotonic() of the last purge
 
     def authorization_url(self, app_id: str, uuid: Optional[str]) -> str:
         """The provider URL a person opens to grant access: for device `uuid`'s own token,
@@ -331,6 +335,11 @@ class OAuth:
         return token
 
     def _purge_states(self) -> None:
+        """Delete expired pending authorizations, once per PURGE_INTERVAL at most (each
+        state is one file: storing one costs the same however many are pending)."""
+        if time.monotonic() - self._purged_at < PURGE_INTERVAL:
+            return
+        self._purged_at = time.monotonic()
         now = time.time()
         for key, pending in self.store.oauth_states.all().items():
             if pending.get("expires_at", 0) < now:

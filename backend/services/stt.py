@@ -6,19 +6,36 @@ Configured the mycroft.conf way (the backend config's ``stt`` block)::
      "ovos-stt-plugin-pocketsphinx": {...plugin config...},
      "lang": "en-us",        # optional: default language, also given to the plugin at load
      "thread_safe": false,   # optional: true lets calls run in parallel (stateless plugins)
-     "max_seconds": 120}     # optional: longest accepted utterance
+     "max_seconds": 120,     # longest accepted utterance
+     "max_concurrent": 2,    # transcriptions in progress at once, in all
+     "max_per_device": 1,    # ... and per device (per address for the public /stt)
+     "max_queued": 2,        # requests waiting for a slot; more get 503 + Retry-After
+     "queue_seconds": 5}     # the longest a request waits for a slot
 
-Uploads (FLAC as Mycroft devices send, WAV, or anything libsndfile reads, at any
-rate, width and channel count) are decoded with ``soundfile`` and converted to
-16 kHz 16-bit mono, the format every OPM STT plugin accepts. The plugin is loaded
-once, on first use (or by ``load()``), and reused.
+Uploads (FLAC as Mycroft devices send, WAV, or anything libsndfile reads, 4-96 kHz,
+1-8 channels, any width) are decoded with ``soundfile`` and converted to 16 kHz
+16-bit mono, the format every OPM STT plugin accepts. The header is checked before any
+sample is decoded (rate, channels, declared length against ``max_seconds``), then the
+audio is decoded, downmixed and resampled block by block into a buffer the size of
+``max_seconds`` at 16 kHz: a request's memory is bounded by the duration cap, not by
+what its header claims (a 183 KiB FLAC of silence declaring 8 channels at 192 kHz took
+350 MB when it was decoded whole). Rates above 96 kHz and more than 8 channels are
+refused: no microphone a voice assistant uses records them, and each costs decoding
+time in proportion. The plugin is loaded once, on first use (or by ``load()``), and
+reused.
+
+The server answers every route from 8 worker threads, and a transcription holds one for
+seconds: ``Admission`` keeps speech to at most ``max_concurrent + max_queued`` of them
+(config validation keeps that at half), so device polls never wait for a thread while
+speech runs (they can still wait for the interpreter lock: see Admission).
 """
+import contextlib
 import io
 import math
 import threading
 import time
 from fractions import Fraction
-from typing import TYPE_CHECKING, List, Optional
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
 
 from ovos_utils.log import LOG
 
@@ -33,13 +50,15 @@ DEFAULT_MODULE = "ovos-stt-plugin-pocketsphinx"
 SAMPLE_RATE = 16000      # what the plugins get: 16 kHz ...
 SAMPLE_WIDTH = 2         # ... 16-bit signed little-endian ...
 MIN_INPUT_RATE = 4000    # ... mono; input rates outside these bounds are not speech audio
-MAX_INPUT_RATE = 192000
-MAX_CHANNELS = 32
+MAX_INPUT_RATE = 96000   # (decoding cost grows with rate x channels: see the module doc)
+MAX_CHANNELS = 8
 MAX_SECONDS = 120        # default longest utterance; bounds the memory a request can take
 RETRY_LOAD_AFTER = 30.0  # seconds a failed plugin load is remembered before trying again
+# defaults of the admission limits (see Admission and the module doc)
+MAX_CONCURRENT, MAX_PER_DEVICE, MAX_QUEUED, QUEUE_SECONDS = 2, 1, 2, 5.0
 _READ_BLOCK = 1024       # frames per read: small, so a decode error at the end loses little
 _RESAMPLE_ZERO_CROSSINGS = 16
-_RESAMPLE_CHUNK = 8192
+_RESAMPLE_ELEMENTS = 1 << 18  # kernel taps gathered at once: bounds the resampler's scratch
 
 
 # ---------------------------------------------------------------- decoding
@@ -48,50 +67,17 @@ def decode_audio(data: bytes, max_seconds: float = MAX_SECONDS) -> bytes:
     """FLAC/WAV/... bytes -> raw 16 kHz 16-bit mono little-endian PCM.
 
     Raises BadRequest with a message saying what is wrong when the bytes are not
-    decodable audio: empty, unknown format, corrupt or truncated stream, absurd
-    header values, no samples, or longer than ``max_seconds``.
+    decodable audio: empty, unknown format, corrupt or truncated stream, header values
+    out of bounds, no samples, or longer than ``max_seconds``. The header is judged
+    before decoding, and the samples are converted block by block, so the memory taken
+    is bounded by ``max_seconds``, whatever the header declares.
     """
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise BadRequest("the audio must be sent as the request body (FLAC or WAV bytes)")
-    data = bytes(data)
-    if not data:
-        raise BadRequest("the audio is empty")
-    try:
-        import numpy as np
-        import soundfile
-    except Exception as e:  # the wheel bundles libsndfile; a broken install is a server problem
-        LOG.error(f"soundfile cannot be imported: {e!r}")
-        raise ServiceUnavailable("audio decoding is unavailable: the soundfile package is missing") from e
-
-    try:
-        sound = soundfile.SoundFile(io.BytesIO(data))
-    except Exception as e:
-        raise BadRequest(f"the audio cannot be decoded; send FLAC or WAV ({_reason(e)})") from e
+    sound = _open(data)
     with sound:
-        rate, channels, declared = sound.samplerate, sound.channels, sound.frames
-        if not MIN_INPUT_RATE <= rate <= MAX_INPUT_RATE:
-            raise BadRequest(f"the audio declares an unsupported sample rate of {rate} Hz "
-                             f"(accepted: {MIN_INPUT_RATE}-{MAX_INPUT_RATE} Hz)")
-        if not 1 <= channels <= MAX_CHANNELS:
-            raise BadRequest(f"the audio declares {channels} channels (accepted: 1-{MAX_CHANNELS})")
-        # a FLAC stream may leave its length unknown (0 in STREAMINFO): libsndfile then
-        # reports 2**63-1 frames, and fails reading the stream's very end
-        length_known = 0 < declared < 2 ** 62
-        fmt = sound.format
-        max_frames = int(max_seconds * rate)
-        blocks, frames, error = [], 0, None
-        while True:
-            try:
-                block = sound.read(_READ_BLOCK, dtype="float32", always_2d=True)
-            except Exception as e:
-                error = e
-                break
-            if not len(block):
-                break
-            frames += len(block)
-            if frames > max_frames:
-                raise BadRequest(f"the audio is longer than the {max_seconds:g} s accepted")
-            blocks.append(block.mean(axis=1) if channels > 1 else block[:, 0])
+        _check_header(sound, max_seconds)
+        declared, fmt = sound.frames, sound.format
+        pcm, frames, error = _decode_blocks(sound, max_seconds)
+    length_known = _length_known(declared)
     if error is not None and (length_known or not frames):
         raise BadRequest(f"the audio is corrupt or truncated ({_reason(error)})")
     if fmt == "FLAC" and length_known and frames < declared:
@@ -103,10 +89,82 @@ def decode_audio(data: bytes, max_seconds: float = MAX_SECONDS) -> bytes:
         LOG.debug(f"audio of unknown length ended with a decoder error after {frames} frames: {error}")
     if not frames:
         raise BadRequest("the audio contains no samples")
-    samples = np.concatenate(blocks)
-    samples = resample(samples, rate, SAMPLE_RATE)
-    pcm = np.clip(np.rint(samples * 32768.0), -32768, 32767).astype("<i2")
-    return pcm.tobytes()
+    return pcm
+
+
+def _open(data: bytes):
+    """A soundfile.SoundFile reading `data`; BadRequest when it is no audio it can read."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise BadRequest("the audio must be sent as the request body (FLAC or WAV bytes)")
+    data = bytes(data)
+    if not data:
+        raise BadRequest("the audio is empty")
+    try:
+        import soundfile
+    except Exception as e:  # the wheel bundles libsndfile; a broken install is a server problem
+        LOG.error(f"soundfile cannot be imported: {e!r}")
+        raise ServiceUnavailable("audio decoding is unavailable: the soundfile package is missing") from e
+    try:
+        return soundfile.SoundFile(io.BytesIO(data))
+    except Exception as e:
+        raise BadRequest(f"the audio cannot be decoded; send FLAC or WAV ({_reason(e)})") from e
+
+
+def _length_known(declared: int) -> bool:
+    # a FLAC stream may leave its length unknown (0 in STREAMINFO): libsndfile then
+    # reports 2**63-1 frames, and fails reading the stream's very end
+    return 0 < declared < 2 ** 62
+
+
+def _check_header(sound, max_seconds: float) -> None:
+    """Refuse, before a sample is decoded, what the header declares out of bounds: the
+    rate and channels decide what each second costs to decode, the length how many."""
+    rate, channels, declared = sound.samplerate, sound.channels, sound.frames
+    if not MIN_INPUT_RATE <= rate <= MAX_INPUT_RATE:
+        raise BadRequest(f"the audio declares an unsupported sample rate of {rate} Hz "
+                         f"(accepted: {MIN_INPUT_RATE}-{MAX_INPUT_RATE} Hz)")
+    if not 1 <= channels <= MAX_CHANNELS:
+        raise BadRequest(f"the audio declares {channels} channels (accepted: 1-{MAX_CHANNELS})")
+    if _length_known(declared) and declared > max_seconds * rate:
+        raise BadRequest(f"the audio is longer than the {max_seconds:g} s accepted "
+                         f"({declared / rate:.0f} s declared)")
+
+
+def _decode_blocks(sound, max_seconds: float) -> Tuple[bytes, int, Optional[Exception]]:
+    """(16 kHz PCM, input frames read, the decoder error that ended the stream or None).
+
+    Each block is downmixed and resampled as it is read, into a buffer the size of
+    ``max_seconds`` at 16 kHz; a stream longer than that (its header said otherwise, or
+    nothing) is refused as soon as it is.
+    """
+    import numpy as np
+    rate = sound.samplerate
+    max_frames = int(max_seconds * rate)
+    resampler = Resampler(rate, SAMPLE_RATE)
+    pcm = np.empty(max(1, max_frames * SAMPLE_RATE // rate), dtype="<i2")
+    written, frames, error = 0, 0, None
+    while True:
+        try:
+            block = sound.read(_READ_BLOCK, dtype="float32", always_2d=True)
+        except Exception as e:
+            error = e
+            break
+        if not len(block):
+            break
+        frames += len(block)
+        if frames > max_frames:
+            raise BadRequest(f"the audio is longer than the {max_seconds:g} s accepted")
+        written = _put_pcm(pcm, written, resampler.feed(block.mean(axis=1, dtype=np.float32)))
+    written = _put_pcm(pcm, written, resampler.finish())
+    return pcm[:written].tobytes(), frames, error
+
+
+def _put_pcm(pcm: "np.ndarray", at: int, samples: "np.ndarray") -> int:
+    """Write float samples into `pcm` (16-bit) from index `at`; the index after them."""
+    import numpy as np
+    end = at + len(samples)
+    pcm[at:end] = np.clip(np.rint(samples * 32768.0), -32768, 32767)
+    return end
 
 
 def _reason(error: Exception) -> str:
@@ -116,37 +174,84 @@ def _reason(error: Exception) -> str:
 
 
 def resample(samples: "np.ndarray", src_rate: int, dst_rate: int) -> "np.ndarray":
-    """Band-limited (windowed-sinc, polyphase) resampling of a mono float signal.
-
-    Downsampling low-passes below the new Nyquist frequency, so high frequencies do
-    not alias into the speech band. Memory stays linear in the signal length.
-    """
+    """A whole mono float signal resampled (see Resampler)."""
     import numpy as np
-    samples = np.asarray(samples, dtype=np.float32)
-    if src_rate == dst_rate or not len(samples):
-        return samples
-    ratio = Fraction(dst_rate, src_rate)            # output samples per input sample
-    phases, step = ratio.numerator, ratio.denominator  # output j sits at input time j*step/phases
-    # cutoff in cycles per input sample: below both Nyquist frequencies, with a little rolloff
-    cutoff = 0.5 * min(1.0, dst_rate / src_rate) * 0.94
-    half = int(math.ceil(_RESAMPLE_ZERO_CROSSINGS / (2 * cutoff)))  # kernel half-width, input samples
-    offsets = np.arange(-half + 1, half + 1)
-    # one weight row per fractional phase of the output positions
-    frac = (np.arange(phases) * step % phases) / phases
-    dist = frac[:, None] - offsets[None, :]
-    window = 0.5 + 0.5 * np.cos(np.pi * np.clip(dist / half, -1.0, 1.0))  # Hann
-    weights = (2 * cutoff * np.sinc(2 * cutoff * dist) * window).astype(np.float32)
-    weights /= weights.sum(axis=1, keepdims=True)   # unity gain at DC for every phase
+    resampler = Resampler(src_rate, dst_rate)
+    return np.concatenate([resampler.feed(samples), resampler.finish()])
 
-    n_out = int(len(samples) * dst_rate // src_rate) or 1
-    padded = np.concatenate([np.zeros(half, np.float32), samples, np.zeros(half + 1, np.float32)])
-    out = np.empty(n_out, dtype=np.float32)
-    for start in range(0, n_out, _RESAMPLE_CHUNK):
-        j = np.arange(start, min(start + _RESAMPLE_CHUNK, n_out), dtype=np.int64)
-        base = j * step // phases                   # the input sample at or before output j
-        idx = base[:, None] + offsets[None, :] + half
-        out[start:start + len(j)] = np.einsum("ij,ij->i", padded[idx], weights[j % phases])
-    return out
+
+class Resampler:
+    """Band-limited (windowed-sinc, polyphase) resampling of a mono float signal, fed
+    block by block: memory stays bounded by the block and the kernel, whatever the
+    length of the signal.
+
+    Downsampling low-passes below the new Nyquist frequency, so high frequencies do not
+    alias into the speech band. Output j is the kernel applied at input time j*src/dst of
+    the signal padded with `half` zeros before it and `half + 1` after it; it is emitted
+    as soon as its whole window has been fed, the rest by `finish()`.
+    """
+
+    def __init__(self, src_rate: int, dst_rate: int):
+        import numpy as np
+        self._same = src_rate == dst_rate
+        ratio = Fraction(dst_rate, src_rate)            # output samples per input sample
+        self._phases, self._step = ratio.numerator, ratio.denominator  # j sits at j*step/phases
+        # cutoff in cycles per input sample: below both Nyquist frequencies, with a little rolloff
+        cutoff = 0.5 * min(1.0, dst_rate / src_rate) * 0.94
+        self._half = half = int(math.ceil(_RESAMPLE_ZERO_CROSSINGS / (2 * cutoff)))  # input samples
+        offsets = np.arange(-half + 1, half + 1)
+        # one weight row per fractional phase of the output positions
+        frac = (np.arange(self._phases) * self._step % self._phases) / self._phases
+        dist = frac[:, None] - offsets[None, :]
+        window = 0.5 + 0.5 * np.cos(np.pi * np.clip(dist / half, -1.0, 1.0))  # Hann
+        weights = (2 * cutoff * np.sinc(2 * cutoff * dist) * window).astype(np.float32)
+        weights /= weights.sum(axis=1, keepdims=True)   # unity gain at DC for every phase
+        self._weights = weights
+        self._chunk = max(1, _RESAMPLE_ELEMENTS // (2 * half))
+        self._padded = np.zeros(half, np.float32)  # the padded signal from index _start on
+        self._start = 0
+        self._next = 0   # the next output index
+        self._fed = 0    # input samples fed so far
+
+    def feed(self, samples: "np.ndarray") -> "np.ndarray":
+        """The output samples that `samples` (the next input block) completes."""
+        import numpy as np
+        samples = np.asarray(samples, dtype=np.float32)
+        self._fed += len(samples)
+        if self._same:
+            return samples
+        self._padded = np.concatenate([self._padded, samples])
+        # output j reads padded[base + 1 : base + 1 + 2*half], base = j*step//phases
+        # the outputs whose whole window is here: those with base <= last_base
+        last_base = self._start + len(self._padded) - 1 - 2 * self._half
+        return self._emit(-(-(last_base + 1) * self._phases // self._step))
+
+    def finish(self) -> "np.ndarray":
+        """The last output samples, once the whole signal has been fed."""
+        import numpy as np
+        if self._same or not self._fed:
+            return np.zeros(0, np.float32)
+        self._padded = np.concatenate([self._padded, np.zeros(self._half + 1, np.float32)])
+        return self._emit(max(1, self._fed * self._phases // self._step))
+
+    def _emit(self, end: int) -> "np.ndarray":
+        """Outputs _next..end-1, a chunk of windows at a time; then forget the input that
+        no later output reads."""
+        import numpy as np
+        from numpy.lib.stride_tricks import sliding_window_view
+        if end <= self._next:
+            return np.zeros(0, np.float32)
+        out = np.empty(end - self._next, np.float32)
+        windows = sliding_window_view(self._padded, 2 * self._half)
+        for first in range(self._next, end, self._chunk):
+            j = np.arange(first, min(first + self._chunk, end), dtype=np.int64)
+            rows = j * self._step // self._phases + 1 - self._start
+            out[first - self._next:first - self._next + len(j)] = np.einsum(
+                "ij,ij->i", windows[rows], self._weights[j % self._phases])
+        self._next = max(self._next, end)
+        unread = self._next * self._step // self._phases + 1 - self._start
+        self._padded, self._start = self._padded[unread:], self._start + unread
+        return out
 
 
 _AUDIO_DATA_CLASS = None
@@ -183,6 +288,92 @@ def to_audio_data(pcm: bytes):
     return audio_data_class()(pcm, SAMPLE_RATE, SAMPLE_WIDTH)
 
 
+# ---------------------------------------------------------------- admission
+
+class EngineBusy(ServiceUnavailable):
+    """A transcription refused for want of a slot: 503, with the seconds to wait."""
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Admission:
+    """How many transcriptions may hold the server's worker threads, and whose.
+
+    Each request handled holds one of waitress's 8 worker threads until it is answered,
+    and a transcription takes seconds (2 minutes of audio: 4 s of pocketsphinx, which
+    runs one call at a time): 8 concurrent uploads from one device held all of them, and
+    every other device's poll waited for one. Here at most `running` transcriptions go
+    on at once, at most `waiting` more wait for a slot (each `wait_seconds` at most), and
+    one client has at most `per_client` in progress or waiting. Whatever goes beyond is
+    refused at once with EngineBusy, so speech never holds more than `running + waiting`
+    threads, and a device retrying cannot queue ahead of the others. The HTTP routes take
+    a slot before reading the body; in-process callers (tests, benchmarks) need none.
+
+    Threads are not all: pocketsphinx holds the interpreter lock for a whole utterance,
+    so while it decodes, no other request of this process progresses (a poll can wait
+    for up to one transcription; only running the plugin in a process of its own would
+    end that).
+    """
+
+    def __init__(self, running: int, per_client: int, waiting: int, wait_seconds: float):
+        self.running, self.per_client, self.waiting = running, per_client, waiting
+        self.wait_seconds = wait_seconds
+        self._changed = threading.Condition()
+        self._in_progress = 0
+        self._queued = 0
+        self._clients: Dict[str, int] = {}   # in progress or waiting, per client
+
+    @contextlib.contextmanager
+    def slot(self, client: str) -> Iterator[None]:
+        """Hold a transcription slot for `client` during the block; EngineBusy when none
+        can be had now or within `wait_seconds`."""
+        with self._changed:
+            self._admit(client)
+            self._clients[client] = self._clients.get(client, 0) + 1
+            try:
+                self._wait_for_slot()
+            except EngineBusy:
+                self._forget(client)
+                raise
+            self._in_progress += 1
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._in_progress -= 1
+                self._forget(client)
+                self._changed.notify()
+
+    def _admit(self, client: str) -> None:
+        if self._clients.get(client, 0) >= self.per_client:
+            raise self._busy(f"this device already has {self.per_client} transcription(s) "
+                             "in progress; send one utterance at a time")
+        if self._in_progress >= self.running and self._queued >= self.waiting:
+            raise self._busy("the speech engine is busy with other devices")
+
+    def _wait_for_slot(self) -> None:
+        deadline = time.monotonic() + self.wait_seconds
+        self._queued += 1
+        try:
+            while self._in_progress >= self.running:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self._busy("the speech engine is busy with other devices")
+                self._changed.wait(left)
+        finally:
+            self._queued -= 1
+
+    def _forget(self, client: str) -> None:
+        left = self._clients.pop(client) - 1
+        if left:
+            self._clients[client] = left
+
+    def _busy(self, message: str) -> EngineBusy:
+        return EngineBusy(f"{message}; try again shortly", max(1, math.ceil(self.wait_seconds)))
+
+
 # ---------------------------------------------------------------- service
 
 class SpeechToText:
@@ -194,6 +385,11 @@ class SpeechToText:
         self._module = str(config.get("module") or DEFAULT_MODULE).strip()
         self._lang = str(config.get("lang") or "").strip() or None
         self._max_seconds = _positive_number(config.get("max_seconds"), MAX_SECONDS, "stt.max_seconds")
+        # for the HTTP routes (ranges checked by config.validate)
+        self.admission = Admission(config.get("max_concurrent", MAX_CONCURRENT),
+                                   config.get("max_per_device", MAX_PER_DEVICE),
+                                   config.get("max_queued", MAX_QUEUED),
+                                   config.get("queue_seconds", QUEUE_SECONDS))
         self._engine = None
         self._load_error: Optional[ServiceUnavailable] = None
         self._load_failed_at = 0.0
@@ -277,6 +473,7 @@ class SpeechToText:
 
         Returns [""] when nothing was recognised. BadRequest: undecodable audio or
         invalid limit; ServiceUnavailable: the plugin cannot be loaded or failed.
+        Requests from the network take a slot of `admission` first.
         """
         if isinstance(limit, bool) or not isinstance(limit, int):
             try:

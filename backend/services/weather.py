@@ -8,6 +8,7 @@ import re
 from typing import Any, Dict
 
 from ..errors import BadRequest, NotFound, UpstreamError
+from ..quotas import HourlyBudget
 from .fetch import SharedSession, Upstream, choose
 
 # device path -> cache setting (microservices.cache_seconds) of that endpoint
@@ -29,8 +30,9 @@ COORDINATE_DECIMALS = 4
 class Weather:
     """The four OWM endpoints devices use; only `onecall` is camelCased (as legacy skills expect)."""
 
-    def __init__(self, config: dict, session: SharedSession):
+    def __init__(self, config: dict, session: SharedSession, misses: HourlyBudget):
         self.config = config
+        self.misses = misses  # each device's calls that the cache cannot answer
         self.upstream = Upstream("OpenWeatherMap", session, config, "owm_url", "owm_key",
                                  "a key from openweathermap.org")
 
@@ -41,7 +43,8 @@ class Weather:
                            f"(known: {', '.join(ENDPOINTS)})")
         self.upstream.require_key()  # an unconfigured service says so before judging the query
         ttl = self.config["microservices"]["cache_seconds"][ENDPOINTS[endpoint]]
-        response = self.upstream.get(endpoint, query(params, device), ttl)
+        response = self.upstream.get(endpoint, query(params, device), ttl,
+                                     on_miss=lambda: self.misses.charge(device["uuid"]))
         try:
             data = response.json()
         except ValueError as e:

@@ -12,6 +12,7 @@ import re
 from typing import Dict, NamedTuple
 
 from ..errors import BadRequest
+from ..quotas import HourlyBudget
 from .fetch import SharedSession, Upstream, choose, first
 
 QUERY_LIMIT = 1000
@@ -52,8 +53,9 @@ class Answer(NamedTuple):
 class Wolfram:
     """Ask Wolfram|Alpha on behalf of a device."""
 
-    def __init__(self, config: dict, session: SharedSession):
+    def __init__(self, config: dict, session: SharedSession, misses: HourlyBudget):
         self.config = config
+        self.misses = misses  # each device's questions that the cache cannot answer
         self.upstream = Upstream("Wolfram|Alpha", session, config, "wolfram_url", "wolfram_key",
                                  "an AppID from developer.wolframalpha.com")
 
@@ -62,7 +64,8 @@ class Wolfram:
         api = APIS[kind]
         ttl = self.config["microservices"]["cache_seconds"]["wolfram"]
         passthrough = (NO_ANSWER,) if api.path.startswith("v1/") else ()
-        response = self.upstream.get(api.path, query(api, params, device), ttl, passthrough)
+        response = self.upstream.get(api.path, query(api, params, device), ttl, passthrough,
+                                     on_miss=lambda: self.misses.charge(device["uuid"]))
         content_type = api.content_type or response.headers.get("Content-Type", "text/plain")
         return Answer(response.content, response.status_code, content_type)
 

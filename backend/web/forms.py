@@ -194,6 +194,16 @@ def config_delta(form: MultiDict) -> dict:
 
 # skill settings ------------------------------------------------------------------------------
 
+# a device names its settings fields: their inputs are namespaced, so that no field name
+# ("csrf_token", "action", "_clear_secret") can stand in for the form's own fields
+SETTING_PREFIX = "setting-"
+
+
+def setting_input(name: str) -> str:
+    """The form field name of the setting `name`."""
+    return SETTING_PREFIX + name
+
+
 INPUT_TYPES = {"text": "text", "email": "email", "password": "password", "number": "number",
                "checkbox": "checkbox", "select": "select", "label": "label", "textarea": "textarea"}
 
@@ -232,7 +242,8 @@ def settings_form(meta: dict, settings: dict) -> List[dict]:
                 continue
             value = settings[name] if name in settings else _default(field, kind)
             shown.append({
-                "name": name, "kind": kind, "input_id": f"setting-{number}",
+                "name": name, "form_name": setting_input(name), "kind": kind,
+                "input_id": f"setting-{number}",
                 "label": str(field.get("label") or name), "hint": str(field.get("hint") or ""),
                 "placeholder": str(field.get("placeholder") or ""),
                 "value": "" if kind == "password" else to_wire(value),
@@ -263,9 +274,9 @@ def settings_from_form(meta: dict, form: MultiDict, current: dict) -> dict:
     settings = dict(current)
     for name, kind, label, field in _editable(meta):
         if kind == "checkbox":
-            settings[name] = name in form
+            settings[name] = setting_input(name) in form
             continue
-        value = form.get(name)
+        value = form.get(setting_input(name))
         if kind == "password" and _cleared(form, name, label, value or ""):
             settings[name] = ""
         elif value is None or (kind == "password" and not value):
@@ -291,7 +302,7 @@ def typed_settings(meta: dict, form: MultiDict, current: dict) -> dict:
     settings = dict(current)
     for name, kind, _, _ in _editable(meta):
         if kind == "checkbox":
-            settings[name] = name in form
-        elif name in form and kind != "password":
-            settings[name] = form[name]
+            settings[name] = setting_input(name) in form
+        elif setting_input(name) in form and kind != "password":
+            settings[name] = form[setting_input(name)]
     return settings

@@ -7,20 +7,26 @@
   `secrets` for this process only: nothing secret is kept on disk, and a restart logs
   everyone out (the price: log in again after a restart; the login page then says
   why). A session is bound to the admin key (changing the key ends every session)
-  and ends after an idle and an absolute limit.
-* Every POST carries the session's CSRF token.
+  and ends after an idle and an absolute limit. Its id is also held by the server
+  (`LiveSessions`), which forgets it at logout: a copy of the cookie then opens nothing.
+* Every POST carries the session's CSRF token, and is refused when the browser says it
+  comes from another origin (`from_another_site`): SameSite=Strict does not separate
+  the ports of one host, so a page on 127.0.0.1:<another port> would ride the cookie.
 * Headers: a Content-Security-Policy without inline script or style, no framing,
-  no MIME sniffing, no referrer, pages never cached.
+  no MIME sniffing, no referrer to other sites, pages never cached.
 """
 import hashlib
 import hmac
 import secrets
+import threading
 import time
+from typing import Dict, Optional, Tuple
+from urllib.parse import urlsplit
 
 from flask import Flask, Response, current_app, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 
-from ..ratelimit import FailureLimiter
+from ..ratelimit import GuessThrottle
 
 IDLE_LIMIT = 30 * 60          # seconds without a request before a session ends
 SESSION_LIMIT = 12 * 60 * 60  # seconds after login before a session ends anyway
@@ -32,7 +38,9 @@ HEADERS = {
                                "form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    # not no-referrer: with it browsers send `Origin: null` on the page's own forms, and
+    # the Origin check could not tell them from a sandboxed attacker's
+    "Referrer-Policy": "same-origin",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=()",
 }
@@ -62,11 +70,48 @@ class _SessionInterface(SecureCookieSessionInterface):
         return opened
 
 
+class LiveSessions:
+    """The ids of the sessions that a login opened and nothing has ended since.
+
+    A signed cookie is valid wherever it is copied to (a backup, a shared machine, a
+    leaked header) until it expires; only a list kept by the server can end it sooner.
+    In memory: a restart ends every session anyway (the signing key is per process)."""
+
+    def __init__(self):
+        self._ids: Dict[str, Tuple[str, float]] = {}  # id -> (key fingerprint, monotonic login time)
+        self._lock = threading.Lock()
+
+    def open(self, fingerprint: str) -> str:
+        """A new session id. Sessions of another admin key (it changed) or past the
+        absolute limit are forgotten here, so the list never outgrows the live ones."""
+        now, sid = time.monotonic(), secrets.token_urlsafe(32)
+        with self._lock:
+            self._ids = {k: (key, at) for k, (key, at) in self._ids.items()
+                         if key == fingerprint and now - at <= SESSION_LIMIT}
+            self._ids[sid] = (fingerprint, now)
+        return sid
+
+    def alive(self, sid, fingerprint: str) -> bool:
+        with self._lock:
+            held = self._ids.get(sid) if isinstance(sid, str) else None
+        return held is not None and held[0] == fingerprint
+
+    def close(self, sid) -> None:
+        with self._lock:
+            if isinstance(sid, str):
+                self._ids.pop(sid, None)
+
+
 def init_sessions(app: Flask) -> None:
     app.secret_key = secrets.token_bytes(32)
     app.config.update(SESSION_COOKIE_NAME="pb_admin", SESSION_COOKIE_HTTPONLY=True,
                       SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_PATH="/admin")
     app.session_interface = _SessionInterface()
+    app.extensions["personal_backend_sessions"] = LiveSessions()
+
+
+def _live() -> LiveSessions:
+    return current_app.extensions["personal_backend_sessions"]
 
 
 def add_headers(response: Response) -> Response:
@@ -91,9 +136,15 @@ def _fingerprint(admin_key: str) -> str:
 def start_session(admin_key: str) -> None:
     """A fresh session (never one an attacker could have planted before login)."""
     session.clear()
-    now = time.time()
-    session.update(key=_fingerprint(admin_key), login_at=now, seen_at=now,
+    now, fingerprint = time.time(), _fingerprint(admin_key)
+    session.update(sid=_live().open(fingerprint), key=fingerprint, login_at=now, seen_at=now,
                    csrf=secrets.token_urlsafe(32))
+
+
+def end_session() -> None:
+    """Logout: the server forgets the session, so a copy of the cookie is refused too."""
+    _live().close(session.get("sid"))
+    session.clear()
 
 
 def session_lost() -> bool:
@@ -108,20 +159,23 @@ def session_lost() -> bool:
 
 def session_state(admin_key: str, touch: bool = True) -> str:
     """"ok", "none", "expired" or "key-changed". `touch` counts the request as
-    activity (the dashboard's background poll does not: an open tab must still idle out)."""
+    activity (the dashboard's background poll does not: an open tab must still idle out).
+    A session the server no longer holds (logged out: this is a copy) is "none"."""
     remembered = session.get("key")
     if not remembered:
         return "none"
-    now = time.time()
-    if not hmac.compare_digest(remembered, _fingerprint(admin_key)):
+    now, fingerprint = time.time(), _fingerprint(admin_key)
+    if not hmac.compare_digest(remembered, fingerprint):
         state = "key-changed"
+    elif not _live().alive(session.get("sid"), fingerprint):
+        state = "none"
     elif now - session.get("seen_at", 0) > IDLE_LIMIT or now - session.get("login_at", 0) > SESSION_LIMIT:
         state = "expired"
     else:
         if touch:
             session["seen_at"] = now
         return "ok"
-    session.clear()
+    end_session()
     return state
 
 
@@ -140,26 +194,48 @@ def csrf_ok() -> bool:
     return bool(expected) and hmac.compare_digest(given.encode(), expected.encode())
 
 
+# requests from other sites -------------------------------------------------------------------
+
+DEFAULT_PORTS = {"http": 80, "https": 443}
+CROSS_SITE = ("cross-site", "same-site")  # Sec-Fetch-Site values of a page of another origin
+
+
+def _origin(url: str) -> Optional[Tuple[str, str, Optional[int]]]:
+    """(scheme, host, port) of a URL or an Origin header; None for `null` or garbage."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.hostname:
+        return None
+    return parts.scheme.lower(), parts.hostname.lower().rstrip("."), port
+
+
+def from_another_site(public_url: str) -> bool:
+    """Whether the browser says this request comes from a page of another origin.
+
+    Current browsers send `Sec-Fetch-Site`, and `Origin` on every POST; this page's own
+    origin is the one the request was addressed to, or `public_url` (server.url: what an
+    https proxy in front shows the browser). The port counts: a page on another port of
+    this host is another origin, though the same site for SameSite cookies. A request
+    with neither header (an old browser, a script) is left to the CSRF token."""
+    if request.headers.get("Sec-Fetch-Site", "").strip().lower() in CROSS_SITE:
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    own = {_origin(request.host_url), _origin(public_url)} - {None}
+    return _origin(origin) not in own
+
+
 # login throttling ---------------------------------------------------------------------------
 
-class LoginThrottle:
-    """At most `per_client` failed logins per client, and `overall` in total, within
-    `window` seconds (two `ratelimit.FailureLimiter`s). A client that logs in has its
-    failures forgiven."""
-
-    EVERYONE = "*"
+class LoginThrottle(GuessThrottle):
+    """Failed logins: at most `per_client` per client and `overall` in total within
+    `window` seconds. Like the admin API's, it only refuses wrong keys: the login
+    compares the key first, so another process on the owner's machine cannot lock
+    the owner out of the page."""
 
     def __init__(self, per_client: int = 5, overall: int = 50, window: float = 300):
-        self._clients = FailureLimiter(per_client, window)
-        self._all = FailureLimiter(overall, window, max_clients=1)
-
-    def retry_after(self, client: str) -> int:
-        """Seconds this client must wait before trying again (0: it may try now)."""
-        return max(self._clients.retry_after(client), self._all.retry_after(self.EVERYONE))
-
-    def failed(self, client: str) -> None:
-        self._clients.failed(client)
-        self._all.failed(self.EVERYONE)
-
-    def succeeded(self, client: str) -> None:
-        self._clients.forgive(client)
+        super().__init__(per_client, overall, window)

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Optional, Tuple
 
 from flask import (Blueprint, Response, abort, current_app, flash, jsonify, redirect,
-                   render_template, request, session, url_for)
+                   render_template, request, url_for)
 from werkzeug.exceptions import HTTPException
 
 from .. import config as config_module
@@ -39,12 +39,16 @@ def _config_path() -> str:
 
 @bp.before_request
 def guard():
-    """Disabled without an admin key; every POST needs the CSRF token; every page but
-    the login needs a live session."""
+    """Disabled without an admin key; every POST must come from this page itself and
+    carry the CSRF token; every page but the login needs a live session."""
     if request.endpoint == "web.static":
         return None
     if not _admin_key():
         return render_template("web/disabled.html"), 403
+    if request.method == "POST" and security.from_another_site(get_config()["server"]["url"]):
+        return render_template("web/error.html", title="Refused",
+                               message="This form came from another site, so it was not "
+                                       "carried out. Use the admin page itself."), 403
     if security.session_lost():
         return _session_lost()
     if request.method == "POST" and not security.csrf_ok():
@@ -153,27 +157,30 @@ def login():
         if security.session_state(_admin_key()) == "ok":
             return redirect(_safe_next(request.args.get("next")))
         return render_template("web/login.html", next=request.args.get("next", ""))
-    client = request.remote_addr or "?"
+    if security.key_matches(request.form.get("admin_key", ""), _admin_key()):
+        security.start_session(_admin_key())
+        return redirect(_safe_next(request.form.get("next")))
+    return _wrong_key(request.remote_addr or "?")
+
+
+def _wrong_key(client: str) -> Response:
+    """The login page again: 401, or 429 once `client` (or everyone together) failed
+    too often. Only wrong keys get here, so failures never keep the right key out."""
     throttle = current_app.extensions["personal_backend_web"]["throttle"]
     wait = throttle.retry_after(client)
+    throttle.failed(client)
+    error = (f"Too many failed attempts. Try again in {wait} seconds." if wait
+             else "That is not the admin key.")
+    response = Response(render_template("web/login.html", next=request.form.get("next", ""),
+                                        error=error), status=429 if wait else 401)
     if wait:
-        response = Response(render_template(
-            "web/login.html", next=request.form.get("next", ""),
-            error=f"Too many failed attempts. Try again in {wait} seconds."), status=429)
         response.headers["Retry-After"] = str(wait)
-        return response
-    if not security.key_matches(request.form.get("admin_key", ""), _admin_key()):
-        throttle.failed(client)
-        return render_template("web/login.html", next=request.form.get("next", ""),
-                               error="That is not the admin key."), 401
-    throttle.succeeded(client)
-    security.start_session(_admin_key())
-    return redirect(_safe_next(request.form.get("next")))
+    return response
 
 
 @bp.post("/logout")
 def logout():
-    session.clear()
+    security.end_session()
     flash("You are logged out.", "info")
     return _back("web.login")
 
