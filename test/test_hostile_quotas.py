@@ -229,7 +229,9 @@ def test_an_authorization_writes_the_same_small_file_however_many_are_pending(de
                               headers={"Authorization": f"Bearer {device.login['accessToken']}"})
         assert answer.status_code == 200
         sizes.append(largest_state_file())
-    assert sizes[-1] == sizes[0], (sizes[0], sizes[-1])  # was one file growing with every call
+    # was one file growing with every call; now one small file per state (a few bytes apart:
+    # the numbers in a state differ in length)
+    assert max(sizes) < 1024 and max(sizes) - min(sizes) <= 16, (min(sizes), max(sizes))
 
 
 # item 11: upstream misses ----------------------------------------------------------------------------
