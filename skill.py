@@ -240,7 +240,7 @@ class PersonalBackendSkill(OVOSSkill):
             self.agent.stop()
             self.agent = None
         if uuid is not None and self.agent is None:
-            transport = LocalTransport(self.store, uuid)
+            transport = LocalTransport(self.store, uuid, self.backend_config["quotas"])
             self.agent = SyncAgent(transport, self.bus, self.state, uuid, skip={self.skill_id},
                                    poll_interval=LOCAL_POLL_SECONDS).start()
             LOG.info(f"keeping this device ({uuid}) in sync with its backend")

@@ -4,12 +4,13 @@ Skills are found the way ovos-core finds plugin skills (entry points of the `opm
 group, and the older `ovos.plugin.skill`), without importing them: the agent runs in a
 thread of a device where importing a skill is ovos-core's job.
 """
+import functools
 import json
 import os
 import time
 from importlib import metadata
 from importlib.util import find_spec
-from os.path import dirname, isfile, join
+from os.path import dirname, join
 from typing import Dict, Optional, Tuple
 
 import yaml
@@ -93,15 +94,25 @@ def write_settings(skill_id: str, changes: dict) -> bool:
 def _load_meta(folder: str) -> Optional[dict]:
     for name in META_FILES:
         path = join(folder, name)
-        if isfile(path):
-            try:
-                with open(path) as f:
-                    meta = json.load(f) if name.endswith(".json") else yaml.safe_load(f)
-            except (OSError, ValueError, yaml.YAMLError) as e:
-                LOG.warning(f"ignoring unreadable {path}: {e}")
-                return None
-            return meta if isinstance(meta, dict) else None
+        try:
+            mtime = os.stat(path).st_mtime_ns
+        except OSError:
+            continue
+        return _parse_meta(path, mtime)
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_meta(path: str, mtime: int) -> Optional[dict]:
+    """A settingsmeta file, parsed once per version of it: the agent asks every round.
+    Callers get the cached object and must not change it."""
+    try:
+        with open(path) as f:
+            meta = json.load(f) if path.endswith(".json") else yaml.safe_load(f)
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        LOG.warning(f"ignoring unreadable {path}: {e}")
+        return None
+    return meta if isinstance(meta, dict) else None
 
 
 def _field(name: str, value) -> Optional[dict]:

@@ -13,7 +13,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import requests
 
-from ..backend import devices, skill_settings
+from ..backend import devices, quotas, skill_settings
 from ..backend.errors import BackendError
 from ..backend.store import Store
 
@@ -56,8 +56,9 @@ class Transport:
 class LocalTransport(Transport):
     """Direct calls into the backend served by this very process."""
 
-    def __init__(self, store: Store, uuid: str):
+    def __init__(self, store: Store, uuid: str, limits: Dict[str, int] = quotas.DEFAULT_QUOTAS):
         self.store, self.uuid = store, uuid
+        self.limits = limits  # the owner's quotas, as the HTTP routes apply them
         self._wake: Optional[Callable[[], None]] = None
 
     def _call(self, function, *args):
@@ -78,13 +79,13 @@ class LocalTransport(Transport):
         return skill_settings.sync_view(self.store, self._device())["skills"]
 
     def push_values(self, skill_id: str, values: dict, gid: str) -> None:
-        self._call(skill_settings.push_values, self.uuid, skill_id, values, gid)
+        self._call(skill_settings.push_values, self.uuid, skill_id, values, gid, self.limits)
 
     def upload_meta(self, meta: dict) -> None:
-        self._call(skill_settings.upload_meta, self.uuid, meta)
+        self._call(skill_settings.upload_meta, self.uuid, meta, self.limits)
 
     def upload_manifest(self, manifest: dict) -> None:
-        self._call(devices.record_manifest, self.uuid, manifest)
+        self._call(devices.record_manifest, self.uuid, manifest, self.limits)
 
     def watch(self, wake: Callable[[], None]) -> None:
         self._wake = wake

@@ -68,12 +68,23 @@ def _run(cmd: List[str]) -> None:
         raise RuntimeError(f"{cmd[0]} failed ({proc.returncode}): {proc.stderr.strip()}")
 
 
-def buzz_wav(seconds: float) -> bytes:
-    """A 16 kHz mono WAV of a square wave: audio that plays, with a known length."""
+def _mono_wav(frames: bytes) -> bytes:
+    """16-bit samples at 16 kHz, mono, as a WAV file."""
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as w:
         w.setnchannels(1)
         w.setsampwidth(2)
         w.setframerate(16000)
-        w.writeframes(b"\x00\x10\x00\xf0" * int(8000 * seconds))
+        w.writeframes(frames)
     return buffer.getvalue()
+
+
+def buzz_wav(seconds: float) -> bytes:
+    """A 16 kHz mono WAV of a square wave: audio that plays, with a known length."""
+    return _mono_wav(b"\x00\x10\x00\xf0" * int(8000 * seconds))
+
+
+def silence_wav(seconds: float) -> bytes:
+    """A 16 kHz mono WAV of digital silence (10 ms of it is too short for a decoder to
+    imagine a word in it: nothing is understood)."""
+    return _mono_wav(b"\x00\x00" * int(16000 * seconds))

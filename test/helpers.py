@@ -18,7 +18,9 @@ import pytest
 import requests
 from ovos_backend_client.api import AdminApi, DatabaseApi
 from ovos_backend_client.backends.personal import PersonalBackend
+from ovos_backend_client.backends import BackendType
 from ovos_backend_client.identity import IdentityManager
+from ovos_backend_client.pairing import PairingManager
 
 from conftest import ADMIN_KEY
 from server_process import ServerProcess, raw_pair  # noqa: F401 (tests import them from here)
@@ -88,6 +90,23 @@ def pair(url: str, path, state: Optional[str] = None, **report) -> PersonalBacke
     login = activate(backend, data, **report)
     assert login and login.get("accessToken"), login
     return backend
+
+
+@contextlib.contextmanager
+def pairing_manager(identity_file, url: Optional[str] = None):
+    """ovos-backend-client's own PairingManager, started, polling every 50 ms; with no
+    `url` it takes everything from mycroft.conf, as on a device. Yields (manager, code
+    shown, paired) and shuts it down afterwards."""
+    shown, paired = threading.Event(), threading.Event()
+    options = {"api_url": url, "version": "v1", "backend_type": BackendType.PERSONAL} if url else {}
+    manager = PairingManager(identity_file=str(identity_file), code_callback=lambda code: shown.set(),
+                             success_callback=paired.set, **options)
+    manager.poll_frequency = 0.05
+    try:
+        manager.kickoff_pairing()
+        yield manager, shown, paired
+    finally:
+        manager.shutdown()
 
 
 def request_code(backend: PersonalBackend, state: Optional[str] = None) -> dict:

@@ -6,7 +6,6 @@ JSON body as its identity, §2.1).
 """
 import hashlib
 import re
-import threading
 import time
 import uuid as uuidlib
 
@@ -14,11 +13,11 @@ import pytest
 import requests
 from ovos_backend_client.backends import BackendType
 from ovos_backend_client.identity import IdentityManager
-from ovos_backend_client.pairing import PairingManager, check_remote_pairing
+from ovos_backend_client.pairing import check_remote_pairing
 
 from conftest import ADMIN_KEY, make_config
 from helpers import (admin_headers, bearer, data_files, device_backend, identity_file,
-                     is_truthy_json, pair, raw_pair, read_identity,
+                     is_truthy_json, pair, pairing_manager, raw_pair, read_identity,
                      restore_identity, serve)  # noqa: F401 (restore_identity: a fixture)
 from ovos_skill_personal_backend.backend import config as config_module
 from ovos_skill_personal_backend.backend import pairing
@@ -252,13 +251,7 @@ def test_confirm_mode_denied_never_activates(confirm_server):
 def test_confirm_mode_with_the_clients_pairing_manager(confirm_server, tmp_path):
     """PairingManager keeps polling through the 403s and pairs once the owner approves."""
     path = tmp_path / "identity2.json"
-    shown, paired = threading.Event(), threading.Event()
-    manager = PairingManager(api_url=confirm_server.url, version="v1", identity_file=str(path),
-                             backend_type=BackendType.PERSONAL,
-                             code_callback=lambda code: shown.set(), success_callback=paired.set)
-    manager.poll_frequency = 0.05
-    try:
-        manager.kickoff_pairing()
+    with pairing_manager(path, confirm_server.url) as (manager, shown, paired):
         assert shown.wait(10)
         code = manager.data["code"]
         waiting = requests.get(f"{confirm_server.url}/v1/admin/pairings", headers=admin_headers(),
@@ -267,8 +260,6 @@ def test_confirm_mode_with_the_clients_pairing_manager(confirm_server, tmp_path)
         assert not paired.is_set()
         assert _admin_post(confirm_server, f"pairings/{code}/approve").status_code == 200
         assert paired.wait(20), "PairingManager did not pair after approval"
-    finally:
-        manager.shutdown()
     assert read_identity(path)["uuid"] == manager.uuid
 
 

@@ -223,3 +223,35 @@ def test_a_runaway_skill_is_slowed_down(device, inbox, plain_smtp):
     response = put_message(device, {"title": "one too many", "body": "b", "sender": "s"})
     assert response.status_code == 429
     assert len(inbox.messages) == PER_HOUR
+
+
+# mycroft-core turns every empty string of a JSON body into null: null means empty -----------
+
+def test_a_null_title_means_no_title(device, inbox, plain_smtp):
+    response = put_message(device, {"title": None, "body": "the body", "sender": "skill-x"})
+    assert response.status_code == 200 and response.json()["success"] is True
+    [received] = inbox.messages
+    assert received["message"]["Subject"] == f"Message from Device-{device.uuid[:8]}"
+    assert received["message"].get_content().startswith("the body")
+
+
+def test_a_null_body_means_an_empty_body(device, inbox, plain_smtp):
+    response = put_message(device, {"title": "Reminder", "body": None, "sender": "skill-x"})
+    assert response.status_code == 200
+    message = inbox.messages[0]["message"]
+    assert message["Subject"] == "Reminder"
+    text = message.get_content().replace("\r\n", "\n")
+    assert text.lstrip().startswith("--\nSent by skill-x")
+
+
+def test_a_null_sender_means_no_sender(device, inbox, plain_smtp):
+    assert put_message(device, {"title": "t", "body": "b", "sender": None}).status_code == 200
+    message = inbox.messages[0]["message"]
+    assert message["X-OVOS-Skill"] is None and "Sent by a skill" in message.get_content()
+
+
+def test_nothing_but_nulls_is_still_a_400(device, inbox, plain_smtp):
+    response = put_message(device, {"title": None, "body": None, "sender": None})
+    assert response.status_code == 400
+    assert "needs a title or a body" in response.json()["error"]
+    assert inbox.messages == []

@@ -8,17 +8,15 @@ import re
 import shutil
 import subprocess
 import sys
-import threading
 
 import pytest
 import requests
-from ovos_backend_client.pairing import PairingManager
 from ovos_config.config import Configuration
 from ovos_config.locations import find_user_config
 
 from browser import Browser
 from conftest import SANDBOX, free_port
-from helpers import restore_identity  # noqa: F401 (a fixture)
+from helpers import pairing_manager, restore_identity  # noqa: F401 (restore_identity: a fixture)
 from server_process import ServerProcess
 from ovos_skill_personal_backend.backend import cli
 from ovos_skill_personal_backend.backend import config as config_module
@@ -61,15 +59,8 @@ def device_config():
 
 def pairs_with_this_config(tmp_path) -> bool:
     """The client's own pairing manager, configured only by mycroft.conf, as on a device."""
-    shown, paired = threading.Event(), threading.Event()
-    manager = PairingManager(identity_file=str(tmp_path / "identity2.json"),
-                             code_callback=lambda code: shown.set(), success_callback=paired.set)
-    manager.poll_frequency = 0.05
-    try:
-        manager.kickoff_pairing()
+    with pairing_manager(tmp_path / "identity2.json") as (_, shown, paired):
         return shown.wait(10) and paired.wait(20)
-    finally:
-        manager.shutdown()
 
 
 @pytest.mark.usefixtures("restore_identity")

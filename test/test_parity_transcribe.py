@@ -3,13 +3,11 @@ api-contract §6.1): the audio as the body, `{"transcription": text}` back, or n
 nothing was understood. Same STT service, limits, auth and recording rules as /v1/stt:
 real espeak-ng speech, the real pocketsphinx plugin (small vocabulary), the real server.
 """
-import io
-import wave
 
 import pytest
 import requests
 
-from audio import missing_tools, speak
+from audio import missing_tools, silence_wav, speak
 from conftest import make_config
 from helpers import admin_backend, bearer, pair, restore_identity, serve  # noqa: F401
 from speech_model import pocketsphinx_block
@@ -42,18 +40,6 @@ def device(server, tmp_path):
     return pair(server.url, tmp_path / "identity2.json")
 
 
-def silence(seconds: float) -> bytes:
-    """A 16 kHz mono WAV of digital silence (10 ms of it is too short for the decoder to
-    imagine a word in it: nothing is understood)."""
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(16000)
-        w.writeframes(b"\x00\x00" * int(16000 * seconds))
-    return buffer.getvalue()
-
-
 def transcribe(server, device, audio: bytes, **params) -> requests.Response:
     """What the Mark II sends: FLAC (or WAV) as the body, the device's bearer token."""
     headers = {**bearer(device.access_token), "Content-Type": "audio/x-flac"}
@@ -74,16 +60,16 @@ def test_any_wav_and_the_lang_alias(server, device, speech):
 
 
 def test_nothing_understood_is_null(server, device):
-    response = transcribe(server, device, silence(0.01), language="en-us")
+    response = transcribe(server, device, silence_wav(0.01), language="en-us")
     assert response.status_code == 200 and response.json() == {"transcription": None}
     # where /v1/stt answers [""] for the same audio
-    assert device.stt_get(silence(0.01)) == [""]
+    assert device.stt_get(silence_wav(0.01)) == [""]
 
 
 @pytest.mark.parametrize("audio, params, words", [
     (b"not audio at all", {"language": "en-us"}, "audio"),
     (b"", {}, "audio is empty"),
-    (silence(MAX_SECONDS + 1), {}, f"longer than the {MAX_SECONDS} s"),
+    (silence_wav(MAX_SECONDS + 1), {}, f"longer than the {MAX_SECONDS} s"),
     (None, {"language": "english please"}, "language must be a language tag"),
     (None, {"limit": "many"}, "limit"),
 ])

@@ -3,17 +3,14 @@ when it last asked, abandoned requests leaving the list, and a denial the device
 told about and the owner can take back. The device side is the real API (Flask's test
 client, then a real server with ovos-backend-client's own PairingManager)."""
 import re
-import threading
 import time
 import uuid as uuidlib
 
 import pytest
-from ovos_backend_client.backends import BackendType
-from ovos_backend_client.pairing import PairingManager
 
 from browser import Browser
 from conftest import make_config, wait_until
-from helpers import read_identity, restore_identity, serve  # noqa: F401 (restore_identity: a fixture)
+from helpers import pairing_manager, read_identity, restore_identity, serve  # noqa: F401 (restore_identity: a fixture)
 from ovos_skill_personal_backend.backend import create_app, pairing, ratelimit
 from ovos_skill_personal_backend.backend.store import Store
 
@@ -165,27 +162,18 @@ def test_the_clients_pairing_manager_keeps_polling_through_a_denial_and_pairs_af
     config = make_config(tmp_path / "data", pairing="confirm")
     store = Store(config["data_path"])
     identity = tmp_path / "identity2.json"
-    shown, paired = threading.Event(), threading.Event()
-    with serve(config, store) as server:
-        manager = PairingManager(api_url=server.url, version="v1", identity_file=str(identity),
-                                 backend_type=BackendType.PERSONAL,
-                                 code_callback=lambda code: shown.set(), success_callback=paired.set)
-        manager.poll_frequency = 0.05
-        try:
-            manager.kickoff_pairing()
-            assert shown.wait(10)
-            code = manager.data["code"]
-            pairing.deny(store, code)
-            refused = store.pairings.get(code)["seen_at"]
-            _age(store, code, pairing.POLL_NOTE_EVERY + 1)  # the next poll is written down
-            assert wait_until(lambda: store.pairings.get(code)["seen_at"] > refused)
-            assert not paired.is_set() and manager.data and manager.data["code"] == code
-            assert not identity.exists()
-            pairing.undeny(store, code)
-            pairing.approve(store, code)
-            assert paired.wait(20), "PairingManager did not pair after the denial was undone"
-        finally:
-            manager.shutdown()
+    with serve(config, store) as server, pairing_manager(identity, server.url) as (manager, shown, paired):
+        assert shown.wait(10)
+        code = manager.data["code"]
+        pairing.deny(store, code)
+        refused = store.pairings.get(code)["seen_at"]
+        _age(store, code, pairing.POLL_NOTE_EVERY + 1)  # the next poll is written down
+        assert wait_until(lambda: store.pairings.get(code)["seen_at"] > refused)
+        assert not paired.is_set() and manager.data and manager.data["code"] == code
+        assert not identity.exists()
+        pairing.undeny(store, code)
+        pairing.approve(store, code)
+        assert paired.wait(20), "PairingManager did not pair after the denial was undone"
     assert read_identity(identity)["uuid"] == manager.uuid
 
 
