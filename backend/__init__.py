@@ -30,15 +30,17 @@ def create_app(config: Optional[dict] = None, store: Optional[Store] = None,
 
     from . import hosts
     hosts.init_app(app)  # first: no route answers a rebound name (DNS rebinding)
-    from .api import admin, admin_oauth, admin_records, auth, device, openapi, speech, upstream
+    from .api import admin, admin_oauth, admin_records, auth, device, openapi, speech, speech_server, upstream
     prefix = f"/{config['server']['version']}"
     app.extensions["personal_backend"]["services"].update(upstream.build_services(config, store))
-    app.extensions["personal_backend"]["services"].update(speech.build_services(config))
-    for blueprint in (auth.bp, device.bp, admin.bp, speech.bp, admin_records.bp, upstream.bp, admin_oauth.bp):
+    app.extensions["personal_backend"]["services"].update(speech.build_services(config, store))
+    for blueprint in (auth.bp, device.bp, admin.bp, speech.bp, speech_server.bp, admin_records.bp,
+                      upstream.bp, admin_oauth.bp):
         app.register_blueprint(blueprint, url_prefix=prefix + (blueprint.url_prefix or ""))
     from . import web
     web.init_app(app)
-    app.register_blueprint(speech.root)  # /precise/upload and /stt: no version prefix
+    app.register_blueprint(speech.root)  # /precise/upload: no version prefix
+    app.register_blueprint(speech_server.root)  # the stock speech plugins' routes
     app.register_blueprint(openapi.bp)  # /openapi.json
     def index():
         """What `/` and the API prefix answer: the URL the command prints must work."""
@@ -49,6 +51,16 @@ def create_app(config: Optional[dict] = None, store: Optional[Store] = None,
     app.add_url_rule(prefix, "api_index", index)
     _register_error_handlers(app)
     return app
+
+
+def close_services(app) -> None:
+    """Stop what the app's services run beside it (the speech worker processes); a later
+    request starts them again."""
+    services = getattr(app, "extensions", {}).get("personal_backend", {}).get("services", {})
+    for service in services.values():
+        close = getattr(service, "close", None)
+        if callable(close):
+            close()
 
 
 def _register_error_handlers(app: Flask) -> None:

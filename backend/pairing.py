@@ -344,7 +344,9 @@ def issue_tokens(store: Store, uuid: str, replacing: str = "") -> dict:
             raise NotFound(f"unknown device: {uuid[:64]}")
         if replacing and not _holds(device, hash_token(replacing), ROTATING):
             raise _Rotated()
-        device["tokens"] = {"access": hash_token(access), "refresh": hash_token(refresh)}
+        # other kinds (the speech URL's secret, speech_access.py) outlive a rotation
+        device["tokens"] = {**(device.get("tokens") or {}),
+                            "access": hash_token(access), "refresh": hash_token(refresh)}
         device["paired_at"] = time.time()
         return device
 
