@@ -33,6 +33,7 @@ from ovos_utils.log import LOG
 from ..errors import BackendError, ServiceUnavailable
 
 KILL_WAIT = 5.0  # seconds a worker asked to stop gets before it is killed
+LOAD_TIMEOUT = 300.0  # seconds a new worker may take to start and load its engine
 
 
 def _engine_factories() -> Dict[str, Callable[[dict], object]]:
@@ -131,7 +132,6 @@ class EnginePool:
             self._idle.put(None)  # a slot whose worker is started when first used
         self._lock = threading.Lock()
         self._workers: List[_Worker] = []
-        self._closed = False
         self.started = 0  # worker processes started, in all: restarts show here
 
     def call(self, operation: str, *args, timeout: Optional[float] = None):
@@ -142,9 +142,12 @@ class EnginePool:
             raise ValueError(f"{self.kind} engines do not offer {operation!r}")
         worker = self._idle.get()
         try:
-            if worker is None or not worker.alive():
-                worker = self._start()
             try:
+                if worker is None or not worker.alive():
+                    # a new worker loads its engine first, under its own (longer) limit: the
+                    # request's timeout is for the request
+                    worker = self._start()
+                    worker.call("load", (), LOAD_TIMEOUT)
                 return worker.call(operation, args, self.timeout if timeout is None else timeout)
             except WorkerFailed:
                 self._forget(worker)
@@ -193,7 +196,12 @@ def serve(requests: Connection, answers: Connection) -> None:
             operation, args = requests.recv()
         except (EOFError, OSError):
             return
-        answers.send(_answer(engine, kind, operation, args))
+        answer = _answer(engine, kind, operation, args)
+        try:
+            answers.send(answer)  # pickled whole before a byte is written
+        except Exception as e:
+            LOG.error(f"{kind} worker: the answer to {operation} cannot be sent: {e!r}")
+            answers.send(("error", 503, f"the {kind.upper()} engine gave an answer that cannot be sent"))
 
 
 def _answer(engine, kind: str, operation: str, args: tuple) -> Tuple:
@@ -202,6 +210,8 @@ def _answer(engine, kind: str, operation: str, args: tuple) -> Tuple:
     started = time.monotonic()
     try:
         value = getattr(engine, operation)(*args)
+        if operation == "load":
+            value = None  # the engine object itself stays here
     except BackendError as e:
         return ("error", e.status, e.message)
     except Exception as e:  # a plugin's own failure: the worker stays up for the next request
