@@ -12,7 +12,7 @@ from typing import List, Optional, Tuple, Union
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.formparser import FormDataParser
 
-from .. import datasets, devices, pairing
+from .. import datasets, devices, pairing, vocabulary
 from ..config import is_loopback
 from ..errors import BadRequest, NotFound
 from ..services import geocoding
@@ -31,7 +31,7 @@ BOUNDARY = re.compile(rb"^--([0-9A-Za-z'()+_,./:=?-][0-9A-Za-z'()+_,./:=? -]{0,6
 def build_services(config: dict) -> dict:
     """The STT service, for `app.extensions[...]["services"]`. Cheap: the plugin itself
     loads on the first transcription, then stays loaded for the life of the app."""
-    return {"stt": SpeechToText(config["stt"])}
+    return {"stt": SpeechToText(config["stt"], config["data_path"])}
 
 
 def _lang(default: str, names: Tuple[str, ...]) -> str:
@@ -52,7 +52,8 @@ def _transcribe(default_lang: str, client: str,
     stt = get_service("stt")
     with stt.admission.slot(client):
         audio = request.get_data(cache=False)
-        texts = stt.transcribe(audio, lang, request.args.get("limit", 1))
+        texts = stt.transcribe(audio, lang, request.args.get("limit", 1),
+                               vocabulary=vocabulary.phrases(get_store(), lang))
     return audio, lang, texts
 
 
