@@ -2,6 +2,8 @@
 
     ovos-personal-backend [--host H] [--port P] [--admin-key K] [--config F] [--data-dir D]
     ovos-personal-backend admin-key [--rotate] [--config F]
+    ovos-personal-backend stt-model add DIR [--name N] [--config F] [--data-dir D]
+    ovos-personal-backend stt-model list [--config F] [--data-dir D]
 
 A server that listens beyond loopback pairs new devices only with the owner's approval,
 which needs the admin key: started there without one, it makes one, keeps it in its
@@ -17,8 +19,10 @@ from typing import List, Optional
 
 from . import config as config_module
 from . import create_app
-from .errors import StorageError
+from .errors import ServiceUnavailable, StorageError
 from .server import BackendServer
+from .services import stt_models
+from .services.stt import SpeechToText
 from .store import Store
 
 ADMIN_KEY_ENV = "OVOS_BACKEND_ADMIN_KEY"
@@ -45,6 +49,16 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                help="show the admin key kept in the config file, or --rotate it")
     show.add_argument("--rotate", action="store_true",
                       help="make a new key (the old one stops working when the server restarts)")
+    models = commands.add_parser("stt-model", parents=[files],
+                                 help="install a Whisper model folder for a machine that is never online")
+    model_commands = models.add_subparsers(dest="model_command", metavar="action", required=True)
+    add = model_commands.add_parser("add", parents=[files],
+                                    help="copy a CTranslate2 Whisper model folder (model.bin, config.json, "
+                                         "tokenizer.json, vocabulary.*) under the data path and check it loads")
+    add.add_argument("folder", help="the model folder")
+    add.add_argument("--name", help="its name under the data path (default: the folder's name)")
+    model_commands.add_parser("list", parents=[files],
+                              help="the installed models and what the configuration uses per language")
     args = parser.parse_args(argv)
     for name in ("config", "data_dir"):
         setattr(args, name, getattr(args, name, None))
@@ -145,10 +159,66 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def stt_model_command(args: argparse.Namespace) -> int:
+    """`stt-model add`: install a model folder, prove it loads, say which languages the
+    default configuration now uses it for. `stt-model list`: what is installed and used."""
+    try:
+        config = config_module.load(args.config, overrides_from(args))
+    except (config_module.ConfigError, OSError) as e:
+        print(f"ovos-personal-backend: {e}", file=sys.stderr)
+        return 2
+    data_path = config["data_path"]
+    if args.model_command == "list":
+        for folder in stt_models.installed_models(data_path):
+            kind = "multilingual" if stt_models.is_multilingual(folder) else "English only"
+            print(f"{folder} ({kind})")
+        for lang in sorted({config["lang"], "en-us", "de-de"}):
+            print(f"{lang}: {_describe(stt_models.choose(config['stt'], data_path, lang, fetch=False))}")
+        return 0
+    source = os.path.abspath(args.folder)
+    problem = stt_models.check_model_folder(source)
+    if problem:
+        print(f"ovos-personal-backend: not a model folder: {problem}", file=sys.stderr)
+        return 2
+    # loaded from where it is first: a model that does not load never replaces an installed one
+    probe = SpeechToText({"module": stt_models.WHISPER, stt_models.WHISPER: {"model": source}}, data_path)
+    try:
+        probe.load()
+        problem = probe.status()["fallback_reason"]
+    except ServiceUnavailable as e:
+        problem = e.message
+    if problem:
+        print(f"ovos-personal-backend: the model was not installed: {problem}", file=sys.stderr)
+        return 1
+    try:
+        folder = stt_models.add_model(source, data_path, args.name)
+    except (ValueError, OSError) as e:
+        print(f"ovos-personal-backend: cannot install the model: {e}", file=sys.stderr)
+        return 2
+    multilingual = stt_models.is_multilingual(folder)
+    print(f"installed {folder} ({'multilingual' if multilingual else 'English only'}; loaded in "
+          f"{probe.load_seconds:.1f} s)")
+    lang = config["lang"] if multilingual else "en-us"
+    choice = stt_models.choose(config["stt"], data_path, lang)
+    print(f"{lang}: {_describe(choice)}")
+    if choice.path != folder:
+        print("the stt block of the configuration names another model; set english_model/"
+              "multilingual_model to \"auto\" to use this one", file=sys.stderr)
+    return 0
+
+
+def _describe(choice: stt_models.Choice) -> str:
+    if choice.reason:
+        return f"{choice.module} (fallback: {choice.reason})"
+    return f"{choice.module}" + (f" with {choice.model} ({choice.source}: {choice.path})" if choice.model else "")
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     if args.command == "admin-key":
         return admin_key_command(args)
+    if args.command == "stt-model":
+        return stt_model_command(args)
     return serve(args)
 
 

@@ -65,10 +65,14 @@ DEFAULTS = {
     # 20.2) from the whole network, not only from this machine
     "listener": {"record_wakewords": False, "record_utterances": False,
                  "accept_anonymous_wakewords": False},
-    # speech-to-text (services/stt.py): longest utterance, transcriptions at once in all (one
-    # worker process each) and per device, requests waiting for a slot and for how long
-    # (beyond: 503 + Retry-After), the longest one transcription may take
-    "stt": {"module": "ovos-stt-plugin-pocketsphinx", "max_seconds": 120.0,
+    # speech-to-text (services/stt.py, stt_models.py): the engine (Whisper; its model per
+    # language, "auto" or a name or folder; fetched once from hub_url when missing; the
+    # device it runs on), longest utterance, transcriptions at once in all (one worker
+    # process each) and per device, requests waiting for a slot and for how long (beyond:
+    # 503 + Retry-After), the longest one transcription may take
+    "stt": {"module": "ovos-stt-plugin-fasterwhisper", "english_model": "auto",
+            "multilingual_model": "auto", "download": True, "hub_url": "https://huggingface.co",
+            "device": "auto", "vocabulary": True, "max_seconds": 120.0,
             "max_concurrent": 1, "max_per_device": 1, "max_queued": 2, "queue_seconds": 5.0,
             "timeout_seconds": 120.0},
     # text-to-speech (services/tts.py): the engine's default language ("" = lang), longest
@@ -128,6 +132,7 @@ CHOICES = {
     "microservices.email.smtp.security": ("ssl", "starttls", "plain"),
     "microservices.cache": ("sqlite", "memory"),
     "speech.anonymous": ("none", "loopback", "all"),
+    "stt.device": ("auto", "cpu", "cuda"),
 }
 
 

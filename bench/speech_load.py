@@ -120,7 +120,7 @@ def main() -> None:
     pollers = paired(store, config, POLLERS)
     talkers = paired(store, config, TALKERS)
     urls = [speech_access.url(server.url, speech_access.issue(store, uuid)) for uuid, _ in talkers]
-    in_process = SpeechToText(config["stt"])
+    in_process = SpeechToText(config["stt"], config["data_path"])
     in_process.load()
     answers = {"ok": 0, "busy": 0}
 

@@ -88,3 +88,44 @@ def silence_wav(seconds: float) -> bytes:
     """A 16 kHz mono WAV of digital silence (10 ms of it is too short for a decoder to
     imagine a word in it: nothing is understood)."""
     return _mono_wav(b"\x00\x00" * int(16000 * seconds))
+
+
+def word_errors(said: str, heard: str) -> int:
+    """Word-level edit distance between two transcripts (substitutions, insertions,
+    deletions), the numerator of the word error rate."""
+    ref, hyp = said.split(), heard.split()
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        previous, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            previous, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, previous + (r != h))
+    return row[-1]
+
+
+def transcribe_without_network(audio: bytes, folder: Path, stt_config: dict) -> str:
+    """What `SpeechToText(stt_config)` makes of `audio` in a fresh process inside a
+    network namespace with no interface up: the output line "RESULT [transcripts] engine".
+    Skips the test where no namespace can be made."""
+    import pytest
+    import sys
+    import textwrap
+    probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot create a network namespace here: {probe.stderr.decode().strip()}")
+    audio_path = Path(folder) / "offline-utterance.flac"
+    audio_path.write_bytes(audio)
+    script = textwrap.dedent(f"""
+        import socket, sys
+        try:
+            socket.create_connection(("pypi.org", 443), timeout=2)
+            sys.exit("the network is reachable")
+        except OSError:
+            pass
+        from ovos_skill_personal_backend.backend.services.stt import SpeechToText
+        stt = SpeechToText({stt_config!r}, {str(Path(folder) / "data")!r})
+        print("RESULT", stt.transcribe(open({str(audio_path)!r}, "rb").read(), "en-us"), stt.module)
+    """)
+    run = subprocess.run(["unshare", "-rn", sys.executable, "-c", script],
+                         capture_output=True, text=True, timeout=180)
+    return next((line for line in run.stdout.splitlines() if line.startswith("RESULT")),
+                run.stdout + run.stderr)

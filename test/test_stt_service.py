@@ -1,5 +1,5 @@
 """The speech-to-text service with real audio (espeak-ng + sox) and the real
-pocketsphinx OPM plugin; no network, no mocks. Plugin shapes pocketsphinx lacks
+pocketsphinx OPM plugin (the default Whisper engine: test_stt_whisper.py); no network, no mocks. Plugin shapes pocketsphinx lacks
 (alternatives, failures, thread safety, streaming) use small plugins installed
 through real OPM entry points (see TEST_PLUGINS).
 
@@ -23,9 +23,7 @@ was decoded before), so the assertions use thresholds measured on this setup:
 import io
 import random
 import struct
-import subprocess
 import sys
-import textwrap
 import threading
 
 import numpy as np
@@ -35,7 +33,7 @@ from ovos_skill_personal_backend.backend.errors import BadRequest, ServiceUnavai
 from ovos_skill_personal_backend.backend.services import stt as stt_module
 from ovos_skill_personal_backend.backend.services.stt import SpeechToText
 
-from audio import speak  # test/ is on sys.path (conftest.py)
+from audio import speak, transcribe_without_network  # test/ is on sys.path (conftest.py)
 
 PLUGIN = "ovos-stt-plugin-pocketsphinx"
 FREE_FORM = ["yes", "how are you", "thank you", "what is your name", "one two three four five"]
@@ -113,8 +111,8 @@ def default_stt():
 # ------------------------------------------------------------ transcription
 
 @pytest.mark.parametrize("fmt", ["flac", "wav"])
-def test_default_plugin_transcribes_free_form_speech(say, fmt):
-    stt = SpeechToText({})  # fresh decoder: results do not depend on other tests
+def test_pocketsphinx_transcribes_free_form_speech(say, fmt):
+    stt = SpeechToText({"module": PLUGIN})  # fresh decoder: results do not depend on other tests
     assert stt.module == PLUGIN
     heard = {text: stt.transcribe(say(text, fmt=fmt), "en-us") for text in FREE_FORM}
     assert all(isinstance(h, list) and len(h) == 1 and isinstance(h[0], str) for h in heard.values())
@@ -199,7 +197,7 @@ def test_undecodable_audio_is_a_bad_request(say, default_stt, case):
 
 
 def test_audio_longer_than_configured_is_a_bad_request(say):
-    stt = SpeechToText({"max_seconds": 0.5})
+    stt = SpeechToText({"module": PLUGIN, "max_seconds": 0.5})
     with pytest.raises(BadRequest, match="longer than"):
         stt.transcribe(say("one two three four five"), "en-us")
     assert not stt.loaded  # refused before the plugin was needed
@@ -227,7 +225,7 @@ def test_plugin_that_cannot_load_is_service_unavailable(say, config):
 
 
 def test_plugin_is_loaded_once_and_reused(say):
-    stt = SpeechToText({})
+    stt = SpeechToText({"module": PLUGIN})
     assert not stt.loaded
     assert stt.transcribe(say("yes"), "en-us") == ["yes"]
     engine = stt.load()
@@ -260,27 +258,10 @@ def test_concurrent_calls_all_succeed(say, command_stt):
     assert recall >= 0.9, results
 
 
-def test_default_plugin_loads_and_transcribes_without_network(say, tmp_path):
+def test_pocketsphinx_loads_and_transcribes_without_network(say, tmp_path):
     """Run in a fresh process inside a network namespace with no interfaces up."""
-    audio_path = tmp_path / "yes.flac"
-    audio_path.write_bytes(say("yes"))
-    probe = subprocess.run(["unshare", "-rn", "true"], capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot create a network namespace here: {probe.stderr.decode().strip()}")
-    script = textwrap.dedent(f"""
-        import socket, sys, types
-        try:
-            socket.create_connection(("pypi.org", 443), timeout=2)
-            sys.exit("the network is reachable")
-        except OSError:
-            pass
-        from ovos_skill_personal_backend.backend.services.stt import SpeechToText
-        audio = open({str(audio_path)!r}, "rb").read()
-        print("RESULT", SpeechToText({{}}).transcribe(audio, "en-us"))
-    """)
-    run = subprocess.run(["unshare", "-rn", sys.executable, "-c", script],
-                         capture_output=True, text=True, timeout=120)
-    assert "RESULT ['yes']" in run.stdout, run.stdout + run.stderr
+    result = transcribe_without_network(say("yes"), tmp_path, {"module": PLUGIN})
+    assert result == f"RESULT ['yes'] {PLUGIN}"
 
 
 # ------------------------------------------------------------ other plugin shapes

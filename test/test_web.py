@@ -607,6 +607,18 @@ def test_config_page_never_shows_secrets(admin, config):
     assert 'placeholder="set (hidden)"' in html and 'placeholder="not set"' in html
 
 
+def test_config_page_says_which_speech_engine_answers(admin, config, config_path):
+    """The Speech to text card names the engine and model in use (the default: Whisper
+    with the tiny.en model a package ships), and the model settings save like any other."""
+    html = admin.get("/admin/config").get_data(as_text=True)
+    status = re.search(r'<p id="stt-status">(.*?)</p>', html, re.S).group(1)
+    assert "ovos-stt-plugin-fasterwhisper" in status and "tiny.en (packaged)" in status
+    assert "fallback" not in status
+    response = admin.post("/admin/config", data={**_config_form(admin), "stt.english_model": "base.en"})
+    assert response.status_code in (200, 302), response.get_data(as_text=True)
+    assert json.loads(config_path.read_text())["stt"]["english_model"] == "base.en"
+
+
 def test_config_form_unchanged_changes_nothing(admin, config, config_path):
     before = json.dumps(config, sort_keys=True)
     response = admin.post("/admin/config", data=_config_form(admin))

@@ -12,7 +12,7 @@ from typing import List, Optional, Tuple, Union
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.formparser import FormDataParser
 
-from .. import datasets, devices, pairing
+from .. import datasets, devices, pairing, vocabulary
 from ..config import is_loopback
 from ..errors import BadRequest
 from ..services import geocoding
@@ -33,7 +33,7 @@ BOUNDARY = re.compile(rb"^--([0-9A-Za-z'()+_,./:=?-][0-9A-Za-z'()+_,./:=? -]{0,6
 def build_services(config: dict, store: Store) -> dict:
     """The speech engines, for `app.extensions[...]["services"]`. Cheap: each engine's
     worker process starts, and loads its plugin, on the first request that needs it."""
-    return {"stt": Transcriber(config["stt"]),
+    return {"stt": Transcriber(config["stt"], config["data_path"]),
             "tts": Synthesizer(config["tts"], store.folder("tts-cache"), config["lang"])}
 
 
@@ -55,7 +55,8 @@ def transcribe_request(default_lang: str, client: str,
     stt = get_service("stt")
     with stt.admission.slot(client):
         audio = request.get_data(cache=False)
-        texts = stt.transcribe(audio, lang, request.args.get("limit", 1))
+        texts = stt.transcribe(audio, lang, request.args.get("limit", 1),
+                               vocabulary=vocabulary.phrases(get_store(), lang))
     return audio, lang, texts
 
 

@@ -5,10 +5,10 @@ Every route that transcribes or synthesizes goes through `Transcriber` or `Synth
 they never run a plugin in the serving process, so speech cannot stall device polls or
 (inside ovos-core) other skills, and an engine's memory stays in its worker.
 """
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from .stt import MAX_CONCURRENT, MAX_PER_DEVICE, MAX_QUEUED, QUEUE_SECONDS, Admission
-from .stt import DEFAULT_MODULE as DEFAULT_STT
+from .stt_models import WHISPER as DEFAULT_STT
 from .tts import DEFAULT_MODULE as DEFAULT_TTS
 from .tts import check_text
 from .tts_cache import PhraseCache, phrase_key
@@ -34,11 +34,11 @@ class _Engine:
     default_module = ""
     default_timeout = 0.0
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, *engine_args):
         self.config = dict(config or {})
         self.module = str(self.config.get("module") or self.default_module).strip()
         self.admission = _admission(self.config)
-        self.pool = EnginePool(self.kind, self.config, size=self.admission.running,
+        self.pool = EnginePool(self.kind, (self.config, *engine_args), size=self.admission.running,
                                timeout=float(self.config.get("timeout_seconds") or self.default_timeout))
 
     def load(self) -> None:
@@ -54,19 +54,23 @@ class Transcriber(_Engine):
 
     kind, default_module, default_timeout = "stt", DEFAULT_STT, STT_TIMEOUT
 
-    def transcribe(self, audio: bytes, lang: str, limit=1) -> List[str]:
+    def __init__(self, config: dict, data_path: str):
+        super().__init__(config, data_path)
+
+    def transcribe(self, audio: bytes, lang: str, limit=1, vocabulary: Sequence[str] = ()) -> List[str]:
         """Up to `limit` transcripts of `audio` (FLAC/WAV bytes), best first ([""]: nothing
-        understood). BadRequest for bad audio or limit; ServiceUnavailable when the engine
-        cannot load, fails, dies or times out."""
-        return self.pool.call("transcribe", bytes(audio), lang, limit)
+        understood), the engine biased towards the house's `vocabulary`. BadRequest for bad
+        audio or limit; ServiceUnavailable when the engine cannot load, fails, dies or times out."""
+        return self.pool.call("transcribe", bytes(audio), lang, limit, list(vocabulary))
 
     def detect_language(self, audio: bytes, valid_langs: List[str]) -> str:
         """The language spoken in `audio`, among `valid_langs` (the engine's own detection)."""
         return self.pool.call("detect_language", bytes(audio), list(valid_langs))
 
-    def status(self) -> dict:
-        """What ovos-stt-http-server's /status says (no engine is loaded to answer)."""
-        return {"plugin": self.module, "lang": self.config.get("lang") or ""}
+    def status(self, lang: Optional[str] = None) -> dict:
+        """The engine, model and fallback reason for `lang` (stt.py SpeechToText.status),
+        from the worker; no engine is loaded to answer."""
+        return self.pool.call("status", lang)
 
 
 class Synthesizer(_Engine):

@@ -32,21 +32,22 @@ speech runs (they can still wait for the interpreter lock: see Admission).
 import contextlib
 import io
 import math
+import re
 import threading
 import time
 from fractions import Fraction
-from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ovos_utils.log import LOG
 
 from ..errors import BadRequest, ServiceUnavailable
+from . import stt_models
 
 # numpy is imported where audio is decoded: importing it at start costs 0.1 s and 15 MB
 # for routes many servers never serve
 if TYPE_CHECKING:
     import numpy as np
 
-DEFAULT_MODULE = "ovos-stt-plugin-pocketsphinx"
 SAMPLE_RATE = 16000      # what the plugins get: 16 kHz ...
 SAMPLE_WIDTH = 2         # ... 16-bit signed little-endian ...
 MIN_INPUT_RATE = 4000    # ... mono; input rates outside these bounds are not speech audio
@@ -377,12 +378,14 @@ class Admission:
 # ---------------------------------------------------------------- service
 
 class SpeechToText:
-    """Transcribes uploaded audio with the configured OPM STT plugin."""
+    """Transcribes uploaded audio with the engine services/stt_models.py chooses for the
+    language (Whisper by default, pocketsphinx when no Whisper model can be had), or with
+    the OPM STT plugin the ``stt`` block names."""
 
-    def __init__(self, config: dict):
+    def __init__(self, config: dict, data_dir: Optional[str] = None):
         config = dict(config or {})
         self._config = config
-        self._module = str(config.get("module") or DEFAULT_MODULE).strip()
+        self._data_dir = data_dir or _default_data_path()
         self._lang = str(config.get("lang") or "").strip() or None
         self._max_seconds = _positive_number(config.get("max_seconds"), MAX_SECONDS, "stt.max_seconds")
         # for the HTTP routes (ranges checked by config.validate)
@@ -390,51 +393,94 @@ class SpeechToText:
                                    config.get("max_per_device", MAX_PER_DEVICE),
                                    config.get("max_queued", MAX_QUEUED),
                                    config.get("queue_seconds", QUEUE_SECONDS))
-        self._engine = None
-        self._load_error: Optional[ServiceUnavailable] = None
-        self._load_failed_at = 0.0
+        self._engines: Dict[tuple, object] = {}        # Choice.key -> loaded plugin
+        self._call_locks: Dict[tuple, Optional[threading.Lock]] = {}  # None: thread-safe
+        self._failures: Dict[tuple, Tuple[ServiceUnavailable, float]] = {}
         self._load_lock = threading.Lock()
-        self._call_lock: Optional[threading.Lock] = None  # set at load unless thread-safe
+        self._active: Optional[stt_models.Choice] = None   # the last engine used
         self.load_seconds: Optional[float] = None
 
     @property
     def module(self) -> str:
-        """The configured plugin's name (its OPM entry point)."""
-        return self._module
+        """The OPM entry point of the engine in use (or that would be, before any load)."""
+        return (self._active or self._choice(None)).module
 
     @property
     def loaded(self) -> bool:
-        return self._engine is not None
+        return bool(self._engines)
 
-    def load(self):
-        """Load the plugin now (idempotent) and return it; ServiceUnavailable on failure.
+    def load(self, lang: Optional[str] = None):
+        """Load the engine for `lang` (default: the configured language) now, idempotent,
+        and return it; ServiceUnavailable on failure.
 
         Called by the first transcription; call it at startup to pay the load time early.
-        A failure is remembered for RETRY_LOAD_AFTER seconds, then loading is retried.
+        A failure is remembered for RETRY_LOAD_AFTER seconds, then loading is retried; a
+        Whisper model that fails to load gives way to the fallback meanwhile.
         """
-        if self._engine is not None:
-            return self._engine
-        with self._load_lock:
-            if self._engine is not None:
-                return self._engine
-            if self._load_error is not None and \
-                    time.monotonic() - self._load_failed_at < RETRY_LOAD_AFTER:
-                raise ServiceUnavailable(self._load_error.message)
-            try:
-                engine = self._create_engine()
-            except ServiceUnavailable as e:
-                self._load_error, self._load_failed_at = e, time.monotonic()
-                raise
-            self._call_lock = None if self._is_thread_safe(engine) else threading.Lock()
-            self._engine, self._load_error = engine, None
-            return engine
+        return self._load(self._choice(lang))[1]
 
-    def _create_engine(self):
-        module = self._module
-        plugin_config = self._config.get(module) or {}
-        if not isinstance(plugin_config, dict):
+    def status(self, lang: Optional[str] = None) -> dict:
+        """What answers for `lang` (default: the configured language): engine, model,
+        where the model came from, why the fallback is used (None when it is not), the
+        languages it serves, and any model download in progress. Loads nothing."""
+        choice = self._effective(self._choice(lang))
+        return {"engine": choice.module, "model": choice.model, "source": choice.source,
+                "fallback_reason": choice.reason, "languages": choice.languages or "all",
+                "device": "cuda" if choice.config.get("use_cuda") else "cpu",
+                "loaded": choice.key in self._engines, "load_seconds": self.load_seconds,
+                "downloads": stt_models.downloads()}
+
+    def _choice(self, lang: Optional[str]) -> stt_models.Choice:
+        return stt_models.choose(self._config, self._data_dir, lang or self._lang or "en-us")
+
+    def _effective(self, choice: stt_models.Choice) -> stt_models.Choice:
+        """`choice`, or the fallback while its Whisper model's last load failed."""
+        failure = self._failures.get(choice.key)
+        if choice.module == stt_models.WHISPER and failure and choice.key not in self._engines:
+            return stt_models.fallback(self._config, f"the Whisper model '{choice.model}' failed "
+                                                     f"to load: {failure[0].message}")
+        return choice
+
+    def _load(self, choice: stt_models.Choice) -> tuple:
+        """(the choice used, its engine): the fallback's when a Whisper model fails."""
+        try:
+            return choice, self._engine(choice)
+        except ServiceUnavailable:
+            fallback = self._effective(choice)
+            if fallback is choice:
+                raise
+            LOG.warning(f"STT: {fallback.reason}; using {fallback.module}")
+            return fallback, self._engine(fallback)
+
+    def _engine(self, choice: stt_models.Choice):
+        engine = self._engines.get(choice.key)
+        if engine is None:
+            with self._load_lock:
+                engine = self._engines.get(choice.key)
+                if engine is None:
+                    engine = self._load_new(choice)
+        self._active = choice
+        return engine
+
+    def _load_new(self, choice: stt_models.Choice):
+        failure = self._failures.get(choice.key)
+        if failure and time.monotonic() - failure[1] < RETRY_LOAD_AFTER:
+            raise ServiceUnavailable(failure[0].message)
+        try:
+            engine = self._create_engine(choice)
+        except ServiceUnavailable as e:
+            self._failures[choice.key] = (e, time.monotonic())
+            raise
+        self._failures.pop(choice.key, None)
+        self._call_locks[choice.key] = None if self._is_thread_safe(engine) else threading.Lock()
+        self._engines[choice.key] = engine
+        return engine
+
+    def _create_engine(self, choice: stt_models.Choice):
+        module = choice.module
+        if not isinstance(self._config.get(module, {}), dict):
             raise ServiceUnavailable(f"the configuration of STT plugin '{module}' must be an object")
-        plugin_config = dict(plugin_config)
+        plugin_config = dict(choice.config)
         plugin_config.setdefault("module", module)
         if self._lang:
             plugin_config.setdefault("lang", self._lang)
@@ -455,7 +501,9 @@ class SpeechToText:
             LOG.exception(f"STT plugin '{module}' failed to load")
             raise ServiceUnavailable(f"STT plugin '{module}' failed to load: {e}") from e
         self.load_seconds = time.monotonic() - started
-        LOG.info(f"STT plugin '{module}' loaded in {self.load_seconds:.2f} s")
+        model = f" with model {choice.model} ({choice.source})" if choice.model else ""
+        reason = f" (fallback: {choice.reason})" if choice.reason else ""
+        LOG.info(f"STT plugin '{module}'{model} loaded in {self.load_seconds:.2f} s{reason}")
         return engine
 
     def _is_thread_safe(self, engine) -> bool:
@@ -468,12 +516,15 @@ class SpeechToText:
             return self._config["thread_safe"] is True
         return getattr(engine, "thread_safe", False) is True
 
-    def transcribe(self, audio: bytes, lang: str, limit: int = 1) -> List[str]:
+    def transcribe(self, audio: bytes, lang: str, limit: int = 1,
+                   vocabulary: Sequence[str] = ()) -> List[str]:
         """Up to `limit` transcriptions of `audio` (FLAC/WAV bytes), best first.
 
-        Returns [""] when nothing was recognised. BadRequest: undecodable audio or
-        invalid limit; ServiceUnavailable: the plugin cannot be loaded or failed.
-        Requests from the network take a slot of `admission` first.
+        `vocabulary`: phrases the house says (backend/vocabulary.py); Whisper is given
+        them as its initial prompt, which biases it towards their words. Returns [""]
+        when nothing was recognised. BadRequest: undecodable audio or invalid limit;
+        ServiceUnavailable: no engine can be loaded or it failed. Requests from the
+        network take a slot of `admission` first.
         """
         if isinstance(limit, bool) or not isinstance(limit, int):
             try:
@@ -481,22 +532,46 @@ class SpeechToText:
             except (TypeError, ValueError):
                 raise BadRequest(f"limit must be a positive integer, got {limit!r}") from None
         limit = max(1, limit)
-        lang = (lang or "").strip() or self._lang
+        lang = (lang or "").strip() or self._lang or "en-us"
         pcm = decode_audio(audio, self._max_seconds)
-        engine = self.load()
-        audio_data = to_audio_data(pcm)
+        choice, engine = self._load(self._choice(lang))
         started = time.monotonic()
-        if self._call_lock is None:
-            results = self._run(engine, audio_data, pcm, lang)
-        else:
-            with self._call_lock:
-                results = self._run(engine, audio_data, pcm, lang)
-        LOG.debug(f"STT '{self._module}': {len(pcm) / (SAMPLE_RATE * SAMPLE_WIDTH):.2f} s of audio "
+        initial_prompt = prompt(vocabulary) if self._config.get("vocabulary", True) else None
+        with self._call_locks.get(choice.key) or contextlib.nullcontext():
+            results = self._run(engine, pcm, lang, initial_prompt)
+        LOG.debug(f"STT '{choice.module}': {len(pcm) / (SAMPLE_RATE * SAMPLE_WIDTH):.2f} s of audio "
                   f"transcribed in {time.monotonic() - started:.2f} s")
         return best_alternatives(results, limit)
 
-    def _run(self, engine, audio_data, pcm: bytes, lang: Optional[str]) -> list:
+    def detect_language(self, audio: bytes, valid_langs: Sequence[str]) -> str:
+        """Which of `valid_langs` (tags such as "en-us") `audio` is spoken in, by the
+        engine's own language detection. BadRequest: no language given or undecodable
+        audio; ServiceUnavailable: the engine in use cannot tell languages apart."""
+        langs = [str(lang).strip().lower() for lang in valid_langs or () if str(lang).strip()]
+        if not langs:
+            raise BadRequest("valid_langs must name at least one language, e.g. en-us,pt-pt")
+        pcm = decode_audio(audio, self._max_seconds)
+        other = next((lang for lang in langs if not lang.startswith("en")), None)
+        choice, engine = self._load(self._choice(other or langs[0]))
+        if choice.reason or not callable(getattr(engine, "detect_language", None)):
+            raise ServiceUnavailable(f"the STT engine '{choice.module}' cannot detect languages"
+                                     + (f" ({choice.reason})" if choice.reason else ""))
+        if choice.languages == ["en"] and other:
+            raise ServiceUnavailable(f"the STT model '{choice.model}' knows only English: install a "
+                                     "multilingual model to tell languages apart")
         try:
+            with self._call_locks.get(choice.key) or contextlib.nullcontext():
+                found, _ = engine.detect_language(pcm, [lang.split("-")[0] for lang in langs])
+        except Exception as e:
+            LOG.exception(f"STT plugin '{choice.module}' failed to detect the language")
+            raise ServiceUnavailable(f"language detection failed: {type(e).__name__}: {e}") from e
+        return next((lang for lang in langs if lang.split("-")[0] == found), langs[0])
+
+    def _run(self, engine, pcm: bytes, lang: str, initial_prompt: Optional[str]) -> list:
+        try:
+            whisper = _whisper_model(engine)
+            if whisper is not None:
+                return [(_whisper_transcribe(whisper, engine, pcm, lang, initial_prompt), 1.0)]
             if getattr(engine, "can_stream", False) and hasattr(engine, "stream_start"):
                 # OPM streaming plugins ignore execute()'s audio: feed the stream instead
                 engine.stream_start(lang)
@@ -505,15 +580,69 @@ class SpeechToText:
                     engine.stream_data(pcm[i:i + chunk])
                 return [(engine.stream_stop(), 1.0)]
             if _offers_alternatives(engine):
-                return list(engine.transcribe(audio_data, lang) or [])
-            return [(engine.execute(audio_data, lang), 1.0)]
+                return list(engine.transcribe(to_audio_data(pcm), lang) or [])
+            return [(engine.execute(to_audio_data(pcm), lang), 1.0)]
         except Exception as e:
             # speech_recognition's UnknownValueError means "heard nothing intelligible"
             if type(e).__name__ == "UnknownValueError":
                 return []
-            LOG.exception(f"STT plugin '{self._module}' failed to transcribe")
-            raise ServiceUnavailable(f"STT plugin '{self._module}' failed to transcribe the audio: "
-                                     f"{type(e).__name__}: {e}") from e
+            LOG.exception(f"STT plugin '{type(engine).__name__}' failed to transcribe")
+            raise ServiceUnavailable(f"STT plugin '{type(engine).__name__}' failed to transcribe "
+                                     f"the audio: {type(e).__name__}: {e}") from e
+
+
+# ---------------------------------------------------------------- Whisper
+
+PROMPT_CHARS = 800   # Whisper reads at most 223 prompt tokens: about this many characters
+# what Whisper adds that a voice assistant's transcript does not have: capitals, and the
+# punctuation ending a sentence or a clause (not the "." of "3.5" nor the ":" of "10:30")
+_PUNCTUATION = re.compile(r"[.,!?;:\u201d\"]+(?=\s|$)|(?:^|(?<=\s))[\u201c\"\u00bf\u00a1]+")
+
+
+def prompt(vocabulary: Sequence[str]) -> Optional[str]:
+    """Whisper's initial prompt from the house's phrases: as sentences, the first ones
+    first, within PROMPT_CHARS; None when there are none."""
+    text = ""
+    for phrase in vocabulary or ():
+        phrase = " ".join(str(phrase).split())
+        if not phrase:
+            continue
+        sentence = phrase[0].upper() + phrase[1:] + "."
+        if len(text) + len(sentence) + 1 > PROMPT_CHARS:
+            break
+        text = f"{text} {sentence}" if text else sentence
+    return text or None
+
+
+def _whisper_model(engine):
+    """The faster-whisper model inside ovos-stt-plugin-fasterwhisper's engine, or None.
+
+    The plugin loads the model (model folder, device, compute type, threads) but its
+    execute() reads the WAV header as samples and takes no prompt nor voice-activity
+    filter: the backend calls the loaded model itself with them."""
+    model = getattr(engine, "engine", None)
+    return model if type(model).__name__ == "WhisperModel" else None
+
+
+def _whisper_transcribe(model, engine, pcm: bytes, lang: str, initial_prompt: Optional[str]) -> str:
+    """One transcript of 16 kHz PCM. The voice-activity filter (on unless the plugin
+    config's `vad_filter` is false) drops silence and noise before decoding: without it
+    Whisper answers 3 s of silence with "You"."""
+    import numpy as np
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+    config = getattr(engine, "config", None) or {}
+    segments, _ = model.transcribe(samples, language=(lang or "en").split("-")[0].lower(),
+                                   beam_size=int(config.get("beam_size", 5)),
+                                   vad_filter=config.get("vad_filter", True) is not False,
+                                   condition_on_previous_text=False,
+                                   initial_prompt=initial_prompt)
+    text = " ".join(segment.text.strip() for segment in segments)
+    return " ".join(_PUNCTUATION.sub("", text).lower().split())
+
+
+def _default_data_path() -> str:
+    from ..config import default_data_path
+    return default_data_path()
 
 
 def _positive_number(value, default: float, name: str) -> float:

@@ -36,8 +36,8 @@ KILL_WAIT = 5.0  # seconds a worker asked to stop gets before it is killed
 LOAD_TIMEOUT = 300.0  # seconds a new worker may take to start and load its engine
 
 
-def _engine_factories() -> Dict[str, Callable[[dict], object]]:
-    """kind -> a function building the engine from its config block (in the worker)."""
+def _engine_factories() -> Dict[str, Callable[..., object]]:
+    """kind -> the engine's class, built in the worker from the pool's `args`."""
     from .stt import SpeechToText
     from .tts import TextToSpeech
     return {"stt": SpeechToText, "tts": TextToSpeech}
@@ -55,7 +55,7 @@ class WorkerFailed(ServiceUnavailable):
 class _Worker:
     """One worker process and the two ends of its pipe."""
 
-    def __init__(self, kind: str, config: dict):
+    def __init__(self, kind: str, args: tuple):
         self.process = subprocess.Popen(
             [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             close_fds=True, env=_environment())
@@ -64,8 +64,9 @@ class _Worker:
         self._from = Connection(os.dup(self.process.stdout.fileno()), writable=False)
         self.process.stdin.close()
         self.process.stdout.close()
-        self._to.send((kind, config, LOG.level))
+        self._to.send((kind, args, LOG.level))
         self.stopped = False
+        self.loaded = False  # its engine has been loaded (see EnginePool.call)
 
     def call(self, operation: str, args: tuple, timeout: float):
         """The worker's answer to one request; WorkerFailed when it dies or times out."""
@@ -117,16 +118,17 @@ def _environment() -> Dict[str, str]:
 
 
 class EnginePool:
-    """`size` worker processes running one engine, each started when first needed.
+    """`size` worker processes running one engine, built from `args`, each started when
+    first needed.
 
     Callers bound their own concurrency (services/stt.py Admission): a call waits for a
     free worker, which with at most `size` callers at once is never long.
     """
 
-    def __init__(self, kind: str, config: dict, size: int = 1, timeout: float = 60.0):
+    def __init__(self, kind: str, args: tuple, size: int = 1, timeout: float = 60.0):
         if kind not in OPERATIONS:
             raise ValueError(f"unknown engine kind {kind!r}")
-        self.kind, self._config, self.timeout = kind, dict(config), timeout
+        self.kind, self._args, self.timeout = kind, args, timeout
         self._idle: "queue.LifoQueue[Optional[_Worker]]" = queue.LifoQueue()
         for _ in range(max(1, size)):
             self._idle.put(None)  # a slot whose worker is started when first used
@@ -144,10 +146,12 @@ class EnginePool:
         try:
             try:
                 if worker is None or not worker.alive():
-                    # a new worker loads its engine first, under its own (longer) limit: the
-                    # request's timeout is for the request
                     worker = self._start()
+                if not worker.loaded and operation != "status":
+                    # a worker loads its engine first, under a limit of its own: the
+                    # request's timeout is for the request (a status loads nothing)
                     worker.call("load", (), LOAD_TIMEOUT)
+                    worker.loaded = True
                 return worker.call(operation, args, self.timeout if timeout is None else timeout)
             except WorkerFailed:
                 self._forget(worker)
@@ -170,7 +174,7 @@ class EnginePool:
             worker.stop()
 
     def _start(self) -> _Worker:
-        worker = _Worker(self.kind, self._config)
+        worker = _Worker(self.kind, self._args)
         with self._lock:
             self._workers.append(worker)
             self.started += 1
@@ -188,9 +192,9 @@ class EnginePool:
 def serve(requests: Connection, answers: Connection) -> None:
     """The worker's loop: build the engine named by the first message, then answer each
     request until the parent closes the pipe."""
-    kind, config, log_level = requests.recv()
+    kind, args, log_level = requests.recv()
     LOG.set_level(log_level)
-    engine = _engine_factories()[kind](config)
+    engine = _engine_factories()[kind](*args)
     while True:
         try:
             operation, args = requests.recv()

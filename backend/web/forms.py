@@ -123,7 +123,19 @@ CONFIG_SECTIONS: Tuple[Tuple[str, Tuple[Field, ...]], ...] = (
         Field("listener.record_wakewords", "Keep wake-word samples of opted-in devices", "checkbox"),
     )),
     ("Speech to text", (
-        Field("stt.module", "STT plugin"),
+        Field("stt.module", "STT plugin", hint="ovos-stt-plugin-fasterwhisper: Whisper, with the models "
+                                               "below; pocketsphinx answers while no Whisper model loads."),
+        Field("stt.english_model", "Whisper model for English",
+              hint="auto: the last model added with `stt-model add`, else tiny.en (large-v3-turbo on a GPU); "
+                   "or a model name (base.en, small.en...) or a model folder."),
+        Field("stt.multilingual_model", "Whisper model for other languages",
+              hint="auto: the last multilingual model added, else base (large-v3-turbo on a GPU)."),
+        Field("stt.device", "Run Whisper on", "select",
+              choices=_choices("stt.device", {"auto": "a CUDA GPU when there is one", "cpu": "the CPU",
+                                              "cuda": "the CUDA GPU"})),
+        Field("stt.download", "Fetch missing models from the model hub (once, in the background)",
+              "checkbox"),
+        Field("stt.vocabulary", "Bias recognition towards the house's commands", "checkbox"),
     )),
     ("Online services", (
         Field("microservices.owm_key", "OpenWeatherMap key", "secret", hint="Leave empty to keep."),

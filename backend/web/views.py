@@ -11,7 +11,7 @@ from werkzeug.exceptions import HTTPException
 
 from .. import config as config_module
 from .. import datasets, definitions, devices, metrics, pairing, reconfigure, skill_settings
-from ..api import get_config, get_store
+from ..api import get_config, get_service, get_store
 from ..errors import BackendError, BadRequest, NotFound
 from ..services import places
 from . import charts, forms, security
@@ -516,7 +516,7 @@ def _config_page(status: int = 200, error: str = "", form=None, places_found=Non
                            error=error, invalid=invalid, path=_config_path(), clear_field=forms.CLEAR_FIELD,
                            cleared=form.getlist(forms.CLEAR_FIELD) if form is not None else [],
                            place=devices.describe_location(config["location"]),
-                           places=places_found, query=query), status
+                           places=places_found, query=query, stt=get_service("stt").status(config["lang"])), status
 
 
 @bp.get("/config")
