@@ -15,7 +15,7 @@ again, and the shared values other devices use are untouched.
 import copy
 import math
 import time
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Mapping, Optional, Tuple
 
 from . import devices, quotas
 from .errors import BadRequest, NotFound
@@ -125,10 +125,13 @@ def _own_copy(device: dict, skill_id: str) -> bool:
     return skill_id in device["skills"] or device.get("isolated_skills", False)
 
 
-def effective(store: Store, device: dict, skill_id: str) -> Optional[dict]:
+def effective(store: Store, device: dict, skill_id: str,
+              shared: Optional[Mapping[str, dict]] = None) -> Optional[dict]:
     """What a device sees for a skill: its own copy, else the shared entry (the stored
-    records themselves, not copies: read them, never modify them)."""
-    return device["skills"].get(skill_id) or store.shared_skills.peek(skill_id)
+    records themselves, not copies: read them, never modify them). `shared`: the shared
+    entries (`peek_map`), when several skills are looked up at once."""
+    shared = shared if shared is not None else store.shared_skills.peek_map()
+    return device["skills"].get(skill_id) or shared.get(skill_id)
 
 
 def known_skills(device: dict) -> List[str]:
@@ -159,8 +162,9 @@ def served_values(record: dict) -> dict:
 
 def _served(store: Store, device: dict) -> Iterator[Tuple[str, dict]]:
     """(skill id, effective record) of each skill with settings the device is sent."""
+    shared = store.shared_skills.peek_map()  # checked for hand edits once, not per skill
     for skill_id in known_skills(device):
-        record = effective(store, device, skill_id)
+        record = effective(store, device, skill_id, shared)
         if record:
             yield skill_id, record
 

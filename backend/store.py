@@ -52,7 +52,8 @@ import threading
 import time
 from contextlib import contextmanager
 from os.path import basename, exists, isdir, join
-from typing import Callable, Dict, Iterable, List, Optional
+from types import MappingProxyType
+from typing import Callable, Dict, Iterable, List, Mapping, Optional
 
 from json_database import JsonStorage
 from json_database.utils import load_commented_json
@@ -455,6 +456,12 @@ class Collection:
         """The stored record itself, for read-only use on hot paths: never modify it."""
         self._refresh()
         return self._records.get(key)
+
+    def peek_map(self) -> Mapping[str, dict]:
+        """Every stored record by key, checked for hand edits once: a read-only view for
+        hot paths that read many records (a device's skills). Never modify them."""
+        self._refresh()
+        return MappingProxyType(self._records)
 
     def peek_all(self) -> List[dict]:
         """The stored records themselves, for read-only scans on hot paths (counting the

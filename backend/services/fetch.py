@@ -20,15 +20,16 @@ from os.path import join
 from typing import TYPE_CHECKING, Callable, Dict, Iterable, Optional
 from urllib.parse import urlsplit
 
-import requests
 from ovos_utils.log import LOG
 
 from ..errors import BackendError, ServiceUnavailable, TooManyRequests, UpstreamError
 from ..store import Store
 
-# requests-cache is imported when the first upstream call builds the session: importing it
-# at start costs 50 ms and several MB that a server without upstream keys never uses
+# requests and requests-cache are imported when first needed (the first upstream call):
+# importing them at start costs ~0.2 s and several MB that a server without upstream keys
+# never uses
 if TYPE_CHECKING:
+    import requests
     from requests_cache import CachedSession
 
 USER_AGENT = "ovos-personal-backend"
@@ -100,7 +101,7 @@ class Upstream:
     made through the admin API applies without a restart.
     """
 
-    def __init__(self, name: str, session: Callable[[], requests.Session], config: dict,
+    def __init__(self, name: str, session: Callable[[], "requests.Session"], config: dict,
                  url_key: str, api_key: str, hint: str):
         self.name = name
         self.session = session
@@ -125,7 +126,7 @@ class Upstream:
 
     def get(self, path: str, params: Dict[str, str], ttl: int,
             passthrough: Iterable[int] = (),
-            on_miss: Callable[[], None] = lambda: None) -> requests.Response:
+            on_miss: Callable[[], None] = lambda: None) -> "requests.Response":
         """GET `path` with the key added, from the cache while younger than `ttl` seconds.
 
         `on_miss()` is called before the upstream is asked (the cache had no fresh
@@ -155,7 +156,7 @@ class Upstream:
             return self._stale(url, query, error)
         raise error
 
-    def _stale(self, url: str, query: Dict[str, str], error: BackendError) -> requests.Response:
+    def _stale(self, url: str, query: Dict[str, str], error: BackendError) -> "requests.Response":
         """The last good answer if it is less than a day old, else `error` raised."""
         response = self.session().get(url, params=query, only_if_cached=True,
                                     headers={"Cache-Control": f"stale-if-error={STALE_SECONDS}"})
@@ -165,7 +166,7 @@ class Upstream:
                     f"{response.created_at:%Y-%m-%d %H:%M} UTC")
         return response
 
-    def _status_error(self, response: requests.Response) -> BackendError:
+    def _status_error(self, response: "requests.Response") -> BackendError:
         """An upstream refusal, mapped to what it means for the device asking."""
         status = response.status_code
         detail = self._upstream_message(response)
@@ -179,7 +180,7 @@ class Upstream:
                                 status=404 if status == 404 else 400)
         return UpstreamError(f"{self.name} failed (HTTP {status}{detail})")
 
-    def _upstream_message(self, response: requests.Response) -> str:
+    def _upstream_message(self, response: "requests.Response") -> str:
         """The upstream's own short explanation, key scrubbed, or ""."""
         try:
             body = response.json()
@@ -198,6 +199,8 @@ class Upstream:
 def reaching(name: str, url: str, timeout: float):
     """Turn a failed HTTP exchange with `name` into a 502/504 whose text holds no URL
     (requests' own messages carry the query string, keys included)."""
+    import requests
+
     where = urlsplit(url).netloc or "?"
     try:
         yield

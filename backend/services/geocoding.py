@@ -12,7 +12,6 @@ import copy
 import functools
 from typing import Optional
 
-import requests
 from ovos_utils.log import LOG
 
 from .. import devices
@@ -51,6 +50,8 @@ def search(url: str, query: str) -> Optional[dict]:
 
 @functools.lru_cache(maxsize=512)
 def _search(url: str, query: str) -> Optional[dict]:
+    import requests  # on first use: most backends never look a place up online
+
     try:
         response = requests.get(url, timeout=TIMEOUT, headers={"User-Agent": USER_AGENT},
                                 params={"q": query, "format": "jsonv2", "limit": 1,
