@@ -105,7 +105,7 @@ def test_the_v1_path_and_status_answer_as_ovos_tts_server(url):
     status = requests.get(f"{url}/status", timeout=10).json()
     assert status["status"] == "ok" and status["plugin"] == "ovos-tts-plugin-espeakng"
     assert status["default_lang"] == "en-us" and "en-us" in status["langs"]
-    assert status["stt"]["plugin"] == "ovos-stt-plugin-pocketsphinx"
+    assert status["stt"]["engine"] == "ovos-stt-plugin-pocketsphinx"
 
 
 def test_wrong_and_revoked_speech_urls_are_refused(server, device, url, tmp_path):

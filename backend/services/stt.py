@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Dict, Iterator, List, Optional, Sequence, Tupl
 from ovos_utils.log import LOG
 
 from ..errors import BadRequest, ServiceUnavailable
+from . import plugins
 from . import stt_models
 
 # numpy is imported where audio is decoded: importing it at start costs 0.1 s and 15 MB
@@ -485,21 +486,7 @@ class SpeechToText:
         if self._lang:
             plugin_config.setdefault("lang", self._lang)
         started = time.monotonic()
-        try:
-            from ovos_plugin_manager.stt import load_stt_plugin
-            plugin_class = load_stt_plugin(module)
-        except Exception as e:
-            LOG.exception(f"looking up STT plugin '{module}' failed")
-            raise ServiceUnavailable(f"STT plugin '{module}' could not be looked up: {e}") from e
-        if plugin_class is None:
-            LOG.error(f"STT plugin '{module}' is not installed")
-            raise ServiceUnavailable(f"STT plugin '{module}' is not installed "
-                                     f"(pip install {module}, or configure stt.module)")
-        try:
-            engine = plugin_class(plugin_config)
-        except Exception as e:
-            LOG.exception(f"STT plugin '{module}' failed to load")
-            raise ServiceUnavailable(f"STT plugin '{module}' failed to load: {e}") from e
+        engine = plugins.build("stt", module, plugin_config)
         self.load_seconds = time.monotonic() - started
         model = f" with model {choice.model} ({choice.source})" if choice.model else ""
         reason = f" (fallback: {choice.reason})" if choice.reason else ""

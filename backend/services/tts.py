@@ -25,6 +25,7 @@ from typing import Optional, Tuple
 from ovos_utils.log import LOG
 
 from ..errors import BadRequest, ServiceUnavailable
+from . import plugins
 
 DEFAULT_MODULE = "ovos-tts-plugin-espeakng"
 RETRY_LOAD_AFTER = 30.0  # seconds a failed plugin load is remembered before trying again
@@ -68,21 +69,7 @@ class TextToSpeech:
         plugin_config = {**plugin_config, "module": module}
         plugin_config.setdefault("lang", self.lang)
         started = time.monotonic()
-        try:
-            from ovos_plugin_manager.tts import load_tts_plugin
-            plugin_class = load_tts_plugin(module)
-        except Exception as e:
-            LOG.exception(f"looking up TTS plugin '{module}' failed")
-            raise ServiceUnavailable(f"TTS plugin '{module}' could not be looked up: {e}") from e
-        if plugin_class is None:
-            LOG.error(f"TTS plugin '{module}' is not installed")
-            raise ServiceUnavailable(f"TTS plugin '{module}' is not installed "
-                                     f"(pip install {module}, or configure tts.module)")
-        try:
-            engine = plugin_class(config=plugin_config)
-        except Exception as e:
-            LOG.exception(f"TTS plugin '{module}' failed to load")
-            raise ServiceUnavailable(f"TTS plugin '{module}' failed to load: {e}") from e
+        engine = plugins.build("tts", module, plugin_config)
         self.load_seconds = time.monotonic() - started
         LOG.info(f"TTS plugin '{module}' loaded in {self.load_seconds:.2f} s")
         return engine
