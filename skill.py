@@ -20,10 +20,9 @@ from ovos_utils.log import LOG
 from ovos_utils.process_utils import RuntimeRequirements
 from ovos_workshop.decorators import intent_handler
 from ovos_workshop.skills import OVOSSkill
-from ovos_workshop.skills.ovos import join_word_list
 
 from .backend import config as config_module
-from .backend import create_app, devices, pairing
+from .backend import create_app, devices, pairing, reconfigure
 from .backend.errors import BackendError
 from .backend.server import BackendServer
 from .backend.services import places
@@ -60,9 +59,8 @@ STATE_KEYS = ("_previous_config", "_pointed_url", "_device_uuid", "_other_backen
 LOCAL_POLL_SECONDS = 10.0
 
 MAX_CHOICES = 3
-THIS_DEVICE = {"this", "this device", "this one", "yourself", "you", "me"}
-DIGITS = {"zero": "0", "one": "1", "two": "2", "three": "3", "four": "4", "five": "5",
-          "six": "6", "seven": "7", "eight": "8", "nine": "9"}
+# the backend-wide recording switches, by the word (.voc) that names each one
+RECORDING_SWITCHES = {"wakewords": "record_wakewords", "utterances": "record_utterances"}
 
 
 def admin_action(handler):
@@ -88,15 +86,30 @@ def spell(code: str) -> str:
     return " ".join(code)
 
 
-def heard_code(text: str) -> str:
-    """A pairing code from a transcription: "a c e three four 7" -> "ACE347"."""
-    words = [DIGITS.get(w, w) for w in text.lower().split()]
-    return "".join(ch for ch in "".join(words) if ch.isalnum()).upper()
+def heard_code(text: str, lang: str = "en-us") -> str:
+    """A pairing code from a transcription: "a c e three four 7" -> "ACE347", and in
+    German "a c e drei vier sieben". A word of one character is a letter or a digit as
+    it stands; a longer one that the language's number parser reads as one digit is that
+    digit ("zéro", "drei"), else its letters are kept."""
+    return "".join(_heard_char(word, lang) for word in text.lower().split()).upper()
 
 
-def pick(options: List[str], answer: str, lang: str, last: bool = False) -> Optional[str]:
-    """The option the user chose: by a word only some options contain ("Texas",
-    "the one in France"), else by position ("the second one", "two", `last`)."""
+def _heard_char(word: str, lang: str) -> str:
+    if len(word) > 1:
+        number = extract_number(word, lang=lang)
+        if number is not None and number is not False and number in range(10):
+            return str(int(number))
+    return "".join(ch for ch in word if ch.isalnum())
+
+
+def pick(options: List[str], answer: str, lang: str,
+         position: Optional[int] = None) -> Optional[str]:
+    """The option the user chose: at `position` when the skill recognised an ordinal
+    word of the language ("la segunda", "the last one"); else by a word only some
+    options contain ("Texas", "the one in France"); else by a number the language's
+    parser reads ("two"). Ordinals come first: "de tweede" is not the one with "de"."""
+    if position is not None and 1 <= position <= len(options):
+        return options[position - 1]
     answer_words = set(places.normalize(answer).split())
     option_words = [set(places.normalize(o).split()) for o in options]
     common = set.intersection(*option_words)
@@ -104,8 +117,6 @@ def pick(options: List[str], answer: str, lang: str, last: bool = False) -> Opti
     best = max(scores)
     if best and scores.count(best) == 1:
         return options[scores.index(best)]
-    if last:
-        return options[-1]
     number = extract_number(answer, ordinals=True, lang=lang)
     if number and int(number) == number and 1 <= number <= len(options):
         return options[int(number) - 1]
@@ -463,25 +474,61 @@ class PersonalBackendSkill(OVOSSkill):
     @intent_handler("approve.code.intent")
     @admin_action
     def handle_approve(self, message):
+        code = self._waiting_code(message, "which.code")
+        if code:
+            pairing.approve(self.store, code)
+            self.speak_dialog("approved", {"code": spell(code)})
+
+    @intent_handler("deny.new.intent")
+    @intent_handler("deny.code.intent")
+    @admin_action
+    def handle_deny(self, message):
+        code = self._waiting_code(message, "which.code.deny")
+        if code:
+            pairing.deny(self.store, code)
+            self.speak_dialog("denied", {"code": spell(code)})
+
+    def _waiting_code(self, message, question: str) -> Optional[str]:
+        """The waiting pairing the owner means: the code said, the only one waiting, or
+        the one they pick when asked `question`; None (after saying why) if there is none."""
         waiting = [p["code"] for p in pairing.pending(self.store)]
-        code = heard_code(message.data.get("code") or "")
+        code = heard_code(message.data.get("code") or "", self.lang)
         if not code:
             if not waiting:
                 self.speak_dialog("nothing.pending")
-                return
+                return None
             code = waiting[0] if len(waiting) == 1 else self.get_response(
-                "which.code", {"codes": join_word_list([spell(c) for c in waiting], "or",
-                                                       sep=",", lang=self.lang)},
-                validator=lambda answer: heard_code(answer) in waiting and heard_code(answer),
+                question, {"codes": self._join([spell(c) for c in waiting], "or")},
+                validator=lambda answer: heard_code(answer, self.lang) in waiting
+                and heard_code(answer, self.lang),
                 num_retries=1)
             if not code:
                 self.speak_dialog("cancelled")
-                return
+                return None
         if code not in waiting:
             self.speak_dialog("no.such.code", {"code": spell(code)})
-            return
-        pairing.approve(self.store, code)
-        self.speak_dialog("approved", {"code": spell(code)})
+            return None
+        return code
+
+    @intent_handler("pairings.waiting.intent")
+    @admin_action
+    def handle_waiting(self, message):
+        codes = [spell(p["code"]) for p in pairing.pending(self.store)]
+        if not codes:
+            self.speak_dialog("nothing.pending")
+        elif len(codes) == 1:
+            self.speak_dialog("one.waiting", {"code": codes[0]})
+        else:
+            self.speak_dialog("several.waiting", {
+                "count": len(codes), "codes": self._join(codes, "and")})
+
+    def _join(self, items: List[str], connector: str, sep: str = ",") -> str:
+        """"A, B and C" with this language's word for `connector` ("and", "or"), from the
+        skill's own dialogs: ovos-workshop's join_word_list has no French connectors."""
+        if len(items) < 2:
+            return "".join(items)
+        word = self.resources.render_dialog(f"connector.{connector}")
+        return f"{f'{sep} '.join(items[:-1])} {word} {items[-1]}"
 
     # devices -------------------------------------------------------------------------
 
@@ -494,13 +541,29 @@ class PersonalBackendSkill(OVOSSkill):
             return
         self.speak_dialog("one.device" if len(names) == 1 else "devices.list",
                           {"count": len(names),
-                           "names": join_word_list(names, "and", sep=",", lang=self.lang)})
+                           "names": self._join(names, "and")})
+
+    @intent_handler("devices.online.intent")
+    @admin_action
+    def handle_online(self, message):
+        online, offline = devices.presence_report(self.store)
+        if not online and not offline:
+            self.speak_dialog("no.devices")
+            return
+        names = {state: self._join([d["name"] for d in found], "and")
+                 for state, found in (("online", online), ("offline", offline))}
+        if not offline:
+            self.speak_dialog("online.all", {"names": names["online"]})
+        elif not online:
+            self.speak_dialog("online.none", {"offline": names["offline"]})
+        else:
+            self.speak_dialog("online.some", names)
 
     @intent_handler("forget.device.intent")
     @admin_action
     def handle_forget(self, message):
         name = message.data.get("name", "").strip()
-        if not name or places.normalize(name) in THIS_DEVICE:
+        if not name or self.voc_match(name, "this.device", exact=True):
             uuid = self.this_device()
             if uuid is None:
                 self.speak_dialog("not.paired")
@@ -565,6 +628,36 @@ class PersonalBackendSkill(OVOSSkill):
             dialog = "recordings.on.backend.off"
         self.speak_dialog(dialog, {"name": device["name"]})
 
+    @intent_handler("house.recording.on.intent")
+    @admin_action
+    def handle_house_recording_on(self, message):
+        self._set_house_recording(message, True)
+
+    @intent_handler("house.recording.off.intent")
+    @admin_action
+    def handle_house_recording_off(self, message):
+        self._set_house_recording(message, False)
+
+    def _set_house_recording(self, message, enabled: bool) -> None:
+        """Switch what the backend keeps from every opted-in device (the same config keys
+        as the web page's and admin API's), after the owner's yes. An utterance that names
+        only wake words or only utterances switches that one; otherwise both."""
+        utterance = message.data.get("utterance", "")
+        named = [word for word in RECORDING_SWITCHES if self.voc_match(utterance, word)]
+        what = named[0] if len(named) == 1 else "both"
+        keys = [RECORDING_SWITCHES[word] for word in (named if len(named) == 1 else RECORDING_SWITCHES)]
+        state = "on" if enabled else "off"
+        what_said = self.resources.render_dialog(f"recording.what.{what}")
+        if all(self.backend_config["listener"][key] == enabled for key in keys):
+            self.speak_dialog(f"house.recording.already.{state}", {"what": what_said})
+            return
+        if self.ask_yesno(f"confirm.house.recording.{state}", {"what": what_said}) != "yes":
+            self.speak_dialog("house.recording.unchanged")
+            return
+        reconfigure.update(self.backend_config, config_module.default_config_path(),
+                           {"listener": dict.fromkeys(keys, enabled)})
+        self.speak_dialog(f"house.recording.{state}", {"what": what_said})
+
     @intent_handler("backend.address.intent")
     @admin_action
     def handle_address(self, message):
@@ -624,9 +717,21 @@ class PersonalBackendSkill(OVOSSkill):
     def _choose_place(self, candidates: List[dict]) -> Optional[dict]:
         """Ask which of several places with that name the user meant."""
         addresses = [c["address"] for c in candidates]
+
+        def chosen(utterance: str):
+            return pick(addresses, utterance, self.lang,
+                        self._said_position(utterance, len(addresses))) or False
+
         answer = self.get_response(
-            "which.place", {"options": join_word_list(addresses, "or", sep=";", lang=self.lang)},
-            validator=lambda utterance: pick(addresses, utterance, self.lang,
-                                             self.voc_match(utterance, "last")) or False,
-            num_retries=1)
+            "which.place", {"options": self._join(addresses, "or", sep=";")},
+            validator=chosen, num_retries=1)
         return candidates[addresses.index(answer)] if answer in addresses else None
+
+    def _said_position(self, utterance: str, count: int) -> Optional[int]:
+        """The position an ordinal word of this language names (vocab ordinal.N.voc,
+        last.voc), for the ordinals the number parser misses (Spanish and Italian
+        feminine ones: "la segunda", "la seconda"); None if the answer has none."""
+        if self.voc_match(utterance, "last"):
+            return count
+        return next((n for n in range(1, MAX_CHOICES + 1)
+                     if self.voc_match(utterance, f"ordinal.{n}")), None)

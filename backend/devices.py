@@ -5,7 +5,7 @@ devices through these functions, so every door validates the same way.
 """
 import re
 import time
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from . import quotas
@@ -20,6 +20,9 @@ CHOICES = {
 LANG = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,8}){0,3}\Z")  # \Z: "$" lets a final newline in
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\Z")
 TEXT_LIMIT = 200
+# devices make an authenticated request at least every minute or two while they run
+# (settings, skill settings, the sync agent's polls): five quiet minutes mean offline
+ONLINE_SECONDS = 300
 
 # fields an owner may change, and how each is checked
 TEXT_FIELDS = ("name", "device_location", "ww_id", "voice_id", "wake_word", "tts_module")
@@ -92,6 +95,20 @@ def find_by_name(store: Store, name: str) -> List[dict]:
 
 def _spoken(text: str) -> str:
     return " ".join(re.sub(r"[^\w]+", " ", text.lower()).split())
+
+
+def presence_report(store: Store, now: Optional[float] = None) -> Tuple[List[dict], List[dict]]:
+    """Paired devices that made a request in the last ONLINE_SECONDS, and the others,
+    as admin rows (with `last_seen`), each oldest first."""
+    now = time.time() if now is None else now
+    online: List[dict] = []
+    offline: List[dict] = []
+    for device in list_all(store):
+        if device.get("tokens"):
+            row = admin_view(store, device)
+            seen = row["last_seen"]
+            (online if seen and now - seen < ONLINE_SECONDS else offline).append(row)
+    return online, offline
 
 
 def delete(store: Store, uuid: str) -> None:

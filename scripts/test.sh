@@ -7,12 +7,15 @@
 #   tests talk to the server with), which pins ovos-config<1, so it gets ovos-config 0.4.6.
 # - .venv-device: what a current OpenVoiceOS device runs (ovos-core 2.1, ovos-config 2.x, no
 #   ovos-backend-client). The test_device_*.py files run here too.
+# - .venv-padatious: .venv plus the Padatious intent engine (ovos-padatious), which OVOS images
+#   run by default; test_skill_padatious.py runs there, in its own process: every MiniCroft loads
+#   and trains each installed intent engine, so it cannot share .venv.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages: espeak-ng + sox make real speech for the STT tests, openssl a certificate for
-# the SMTP TLS tests, chromium drives the web page tests
-DEBS="espeak-ng sox openssl chromium chromium-driver"
+# the SMTP TLS tests, chromium drives the web page tests, swig + libfann-dev build fann2 (Padatious)
+DEBS="espeak-ng sox openssl chromium chromium-driver swig libfann-dev"
 missing=$(for p in $DEBS; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then
@@ -65,6 +68,16 @@ python3 -m venv .venv-device
 .venv-device/bin/pip install -q -c test/constraints-device.txt "$wheel" "$dist/src/test/probe_skill" \
   -r test/requirements-device.txt
 
+python3 -m venv .venv-padatious
+.venv-padatious/bin/pip install -q --upgrade pip
+.venv-padatious/bin/pip uninstall -qq -y ovos-skill-personal-backend
+.venv-padatious/bin/pip install -q -c test/constraints.txt "$wheel" "$dist/src/test/probe_skill" \
+  -r test/requirements.txt
+.venv-padatious/bin/pip install -q -c test/constraints.txt -c test/constraints-padatious.txt \
+  -r test/requirements-padatious.txt
+# without its declared dependencies (ovos-workshop<8...): requirements-padatious.txt has the rest
+.venv-padatious/bin/pip install -q --no-deps -c test/constraints-padatious.txt ovos-padatious
+
 # lint: names that do not exist, syntax errors and likely bugs (F, E9, B); not style
 echo "== ruff check --select F,E9,B"
 if ! .venv/bin/ruff check --no-cache --output-format concise --select F,E9,B --extend-exclude '.venv*' --extend-exclude build .; then
@@ -72,7 +85,8 @@ if ! .venv/bin/ruff check --no-cache --output-format concise --select F,E9,B --e
 fi
 
 # pytest's exit status 5 means no test was collected: with a filter such as `-k pairing` that is
-# expected in one venv (the device venv runs only test_device_*.py), but not in both, nor unfiltered
+# expected in some venvs (the device venv runs only test_device_*.py, the Padatious one only
+# test_skill_padatious.py), but not in all of them, nor unfiltered
 n_args=$#
 none_collected=0
 run_pytest() {  # venv, pytest args...
@@ -91,8 +105,9 @@ run_pytest .venv "$@"
 device_files=()
 for f in test/test_device_*.py; do device_files+=("${f#test/}"); done
 run_pytest .venv-device "${device_files[@]}" "$@"
-if [ "$none_collected" = 2 ]; then
-  failed+=("pytest: no test matched $* in either venv")
+run_pytest .venv-padatious test_skill_padatious.py "$@"
+if [ "$none_collected" = 3 ]; then
+  failed+=("pytest: no test matched $* in any venv")
 fi
 
 if [ "${#failed[@]}" -gt 0 ]; then

@@ -10,22 +10,20 @@ from ovos_config.locations import find_user_config
 from ovos_skill_personal_backend.backend import devices, pairing
 from ovos_skill_personal_backend.device import mycroft_conf as device_config
 from ovos_skill_personal_backend.backend.services import places
-from skill_harness import Device, identity_path, reset_device, user_config, write_settings, \
-    write_user_config
+from skill_harness import identity_path, running_device, user_config, write_user_config
 
 
 @pytest.fixture(scope="module")
 def device():
-    reset_device()
-    write_settings()
-    device = Device()
-    yield device
-    device.stop()
-    reset_device()
+    yield from running_device()
 
 
 @pytest.fixture
 def skill(device):
+    return fresh_skill(device)
+
+
+def fresh_skill(device):
     """The loaded skill, with an empty device database and an unpaired device."""
     skill = device.skill
     for uuid_ in skill.store.devices.keys():
@@ -269,25 +267,3 @@ def test_approve_the_only_pending_device(talk, skill):
     assert talk.last_dialog() == "approved"
     assert talk.last_data()["code"] == " ".join(code)  # read back letter by letter
     assert skill.store.pairings.get(code)["status"] == "approved"
-
-
-def test_approve_by_spoken_code(talk, skill):
-    first, second = request(skill), request(skill)
-    spoken = " ".join({"3": "three", "4": "four", "7": "seven", "9": "nine"}.get(c, c.lower())
-                      for c in second)
-    talk.say(f"approve pairing code {spoken}")
-    assert talk.last_dialog() == "approved"
-    assert skill.store.pairings.get(second)["status"] == "approved"
-    assert skill.store.pairings.get(first)["status"] == "pending"
-    talk.say("approve code x x x x x x")
-    assert talk.last_dialog() == "no.such.code"
-
-
-def test_approve_asks_which_when_several_wait(talk, skill):
-    first, second = request(skill), request(skill)
-    talk.say("approve the new device")
-    assert talk.last_dialog() == "which.code"
-    talk.say(" ".join(first.lower()))
-    assert talk.last_dialog() == "approved"
-    assert skill.store.pairings.get(first)["status"] == "approved"
-    assert skill.store.pairings.get(second)["status"] == "pending"
