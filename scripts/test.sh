@@ -65,6 +65,12 @@ python3 -m venv .venv-device
 .venv-device/bin/pip install -q -c test/constraints-device.txt "$wheel" "$dist/src/test/probe_skill" \
   -r test/requirements-device.txt
 
+# the real old backends the import tests make their data with (kept between runs)
+echo "== old backends for the import tests"
+if ! bash scripts/legacy_venvs.sh; then
+  failed+=("the old backends' venvs (scripts/legacy_venvs.sh)")
+fi
+
 # lint: names that do not exist, syntax errors and likely bugs (F, E9, B); not style
 echo "== ruff check --select F,E9,B"
 if ! .venv/bin/ruff check --no-cache --output-format concise --select F,E9,B --extend-exclude '.venv*' --extend-exclude build .; then
