@@ -216,7 +216,11 @@ class PersonalBackendSkill(OVOSSkill):
             config = config_module.load(overrides=overrides)
             # one server per data folder (FolderInUse names the one serving it)
             folder_lock = FolderLock(config["data_path"], "the personal backend skill")
-            store = Store(config["data_path"])
+            try:
+                store = Store(config["data_path"])
+            except BackendError:
+                folder_lock.release()  # a later settings change may try again
+                raise
         except (ValueError, BackendError) as e:  # ConfigError is a ValueError
             self._report_failure(getattr(e, "message", None) or str(e))
             return
