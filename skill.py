@@ -31,7 +31,7 @@ from .backend.services import places
 from .backend.store import FolderLock, Store
 from .device.agent import SyncAgent
 from .device.state import StateFile
-from .device.transports import LocalTransport
+from .device.transports import LocalTransport, SyncError
 from .device import mycroft_conf as device_config
 from .device.mycroft_conf import DeviceConfigError
 
@@ -44,6 +44,7 @@ DEFAULTS = {
     "pairing": "",  # "auto", "confirm"; "" = auto on loopback, confirm on the network
     "data_path": "",
     "point_device_here": True,
+    "private_speech": False,  # this device's speech through the backend (stock plugins)
     "backup_days": 7,  # automatic daily backups are kept this many days
     "backup_folder": "",  # "" = beside the data folder (<data folder>-backups)
 }
@@ -54,8 +55,10 @@ SERVER_SETTINGS = ("host", "port", "admin_key", "pairing", "data_path")
 #   _pointed_url      the URL the skill wrote, so a later port change may replace it
 #   _device_uuid      the device this skill paired ("this device")
 #   _other_backend    the foreign server URL the owner was already told about
+#   _speech_previous  mycroft.conf speech values replaced by "keep my voice private"
 #   skills, manifest  the sync agent's bookkeeping (device/agent.py)
-STATE_KEYS = ("_previous_config", "_pointed_url", "_device_uuid", "_other_backend")
+STATE_KEYS = ("_previous_config", "_pointed_url", "_device_uuid", "_other_backend",
+              "_speech_previous")
 # how often the agent looks for settings edited on the device when nothing woke it
 LOCAL_POLL_SECONDS = 10.0
 BACKUP_EVERY = 24 * 3600  # seconds between automatic backups
@@ -150,6 +153,7 @@ class PersonalBackendSkill(OVOSSkill):
                 self._start_backend()
                 self._sync_device_pointing()
                 self._start_sync()
+                self._sync_private_speech()
         except Exception:
             # the loader only runs default_shutdown() after a failed initialize():
             # free the port here or it stays taken until the process exits
@@ -196,6 +200,7 @@ class PersonalBackendSkill(OVOSSkill):
                 self._start_backend()
             self._sync_device_pointing()
             self._start_sync()
+            self._sync_private_speech()
 
     def _server_settings(self) -> dict:
         return {key: self.settings.get(key, DEFAULTS[key]) for key in SERVER_SETTINGS}
@@ -259,7 +264,8 @@ class PersonalBackendSkill(OVOSSkill):
             self.agent.stop()
             self.agent = None
         if uuid is not None and self.agent is None:
-            transport = LocalTransport(self.store, uuid, self.backend_config["quotas"])
+            transport = LocalTransport(self.store, uuid, self.backend_config["quotas"],
+                                       base_url=self.local_url)
             self.agent = SyncAgent(transport, self.bus, self.state, uuid, skip={self.skill_id},
                                    poll_interval=LOCAL_POLL_SECONDS).start()
             LOG.info(f"keeping this device ({uuid}) in sync with its backend")
@@ -365,6 +371,76 @@ class PersonalBackendSkill(OVOSSkill):
             restored = self._restore_device()
             self.settings.store()
         self.speak_dialog("stopped.using" if restored else "not.using")
+
+    # this device's speech through the backend -----------------------------------------
+
+    def _speech_is_private(self) -> bool:
+        url = device_config.speech_url()
+        return "_speech_previous" in self.state and bool(url) and \
+            device_config.holds(device_config.speech_values(url))
+
+    def _set_private_speech(self, private: bool) -> str:
+        """Send this device's speech to the backend's speech server (OVOS's stock plugins
+        with its speech URL), or put back the speech configuration from before; the
+        dialog that says what happened."""
+        if not private:
+            previous = self.state.get("_speech_previous")
+            if previous is None:
+                return "speech.not.private"
+            device_config.put_back(previous, device_config.SPEECH_KEYS)
+            self.state.pop("_speech_previous")
+            if self.agent is not None:
+                try:
+                    self.agent.transport.revoke_speech()
+                except SyncError as e:
+                    LOG.warning(f"the speech URL could not be revoked: {e}")
+            self.bus.emit(Message("configuration.updated"))
+            return "speech.public"
+        if self._speech_is_private():
+            return "speech.already.private"
+        if self.agent is None:  # the agent runs while this device is paired here
+            return "speech.needs.pairing"
+        url = self.agent.transport.speech_url()
+        previous = device_config.apply(device_config.speech_values(url))
+        if "_speech_previous" not in self.state:  # keep the very first snapshot
+            self.state.set("_speech_previous", previous)
+        self.bus.emit(Message("configuration.updated"))
+        return "speech.private"
+
+    def _sync_private_speech(self) -> None:
+        """Make the speech configuration follow the `private_speech` setting."""
+        wanted = bool(self.settings.get("private_speech"))
+        if wanted == ("_speech_previous" in self.state):
+            return
+        try:
+            dialog = self._set_private_speech(wanted)
+        except (DeviceConfigError, SyncError) as e:
+            LOG.error(f"cannot change where this device's speech goes: {e}")
+            return
+        if dialog == "speech.needs.pairing":
+            LOG.warning("private speech needs this device paired to the personal backend")
+
+    def _speech_intent(self, private: bool) -> None:
+        with self._lock:
+            try:
+                dialog = self._set_private_speech(private)
+            except SyncError as e:
+                self.speak_dialog("request.refused", {"reason": str(e)})
+                return
+            if dialog in ("speech.private", "speech.public"):
+                self.settings["private_speech"] = private
+                self.settings.store()
+        self.speak_dialog(dialog)
+
+    @intent_handler("speech.private.intent")
+    @admin_action
+    def handle_private_speech(self, message):
+        self._speech_intent(True)
+
+    @intent_handler("speech.public.intent")
+    @admin_action
+    def handle_public_speech(self, message):
+        self._speech_intent(False)
 
     # pairing -------------------------------------------------------------------------
 

@@ -1,7 +1,9 @@
 """The personal backend: `create_app(config, store)` builds the Flask application."""
+import json
 from typing import Callable, Optional
 
 from flask import Flask, Response, jsonify
+from flask.json.provider import DefaultJSONProvider
 from ovos_utils.log import LOG
 from werkzeug.exceptions import HTTPException
 
@@ -22,7 +24,7 @@ def create_app(config: Optional[dict] = None, store: Optional[Store] = None,
     store = store if store is not None else Store(config["data_path"])
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config["server"]["max_body_mb"] * 1024 * 1024
-    app.json.sort_keys = False
+    app.json = JSONProvider(app)
     app.extensions["personal_backend"] = {"config": config, "store": store, "services": {},
                                          "on_pairing_requested": on_pairing_requested,
                                          # where admin config changes are saved
@@ -30,15 +32,17 @@ def create_app(config: Optional[dict] = None, store: Optional[Store] = None,
 
     from . import hosts
     hosts.init_app(app)  # first: no route answers a rebound name (DNS rebinding)
-    from .api import admin, admin_oauth, admin_records, auth, device, openapi, speech, upstream
+    from .api import admin, admin_oauth, admin_records, auth, device, openapi, speech, speech_server, upstream
     prefix = f"/{config['server']['version']}"
     app.extensions["personal_backend"]["services"].update(upstream.build_services(config, store))
-    app.extensions["personal_backend"]["services"].update(speech.build_services(config))
-    for blueprint in (auth.bp, device.bp, admin.bp, speech.bp, admin_records.bp, upstream.bp, admin_oauth.bp):
+    app.extensions["personal_backend"]["services"].update(speech.build_services(config, store))
+    for blueprint in (auth.bp, device.bp, admin.bp, speech.bp, speech_server.bp, admin_records.bp,
+                      upstream.bp, admin_oauth.bp):
         app.register_blueprint(blueprint, url_prefix=prefix + (blueprint.url_prefix or ""))
     from . import web
     web.init_app(app)
-    app.register_blueprint(speech.root)  # /precise/upload and /stt: no version prefix
+    app.register_blueprint(speech.root)  # /precise/upload: no version prefix
+    app.register_blueprint(speech_server.root)  # the stock speech plugins' routes
     app.register_blueprint(openapi.bp)  # /openapi.json
     def index():
         """What `/` and the API prefix answer: the URL the command prints must work."""
@@ -49,6 +53,29 @@ def create_app(config: Optional[dict] = None, store: Optional[Store] = None,
     app.add_url_rule(prefix, "api_index", index)
     _register_error_handlers(app)
     return app
+
+
+def close_services(app) -> None:
+    """Stop what the app's services run beside it (the speech worker processes); a later
+    request starts them again."""
+    services = getattr(app, "extensions", {}).get("personal_backend", {}).get("services", {})
+    for service in services.values():
+        close = getattr(service, "close", None)
+        if callable(close):
+            close()
+
+
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON answers, unsorted and compact, from one encoder made once: Flask's
+    `json.dumps(obj, **options)` builds a new encoder at every call, a good part of what
+    encoding an answer cost at each device poll."""
+
+    sort_keys = False
+    _encoder = json.JSONEncoder(separators=(",", ":"), default=DefaultJSONProvider.default)
+
+    def response(self, *args, **kwargs) -> Response:
+        body = self._encoder.encode(self._prepare_response_obj(args, kwargs))
+        return self._app.response_class(body + "\n", mimetype=self.mimetype)
 
 
 def _register_error_handlers(app: Flask) -> None:

@@ -15,7 +15,7 @@ from typing import List, Optional
 from ovos_utils.log import LOG
 
 MIN_ADMIN_KEY_LENGTH = 16
-MAX_SPEECH_THREADS = 4  # of the server's 8 worker threads (see _validate_stt)
+MAX_SPEECH_THREADS = 5  # of the server's 8 worker threads, STT and TTS together (_validate_speech)
 
 DEFAULT_LOCATION = {
     "city": {"code": "Lawrence", "name": "Lawrence",
@@ -51,7 +51,8 @@ DEFAULTS = {
         # host names (besides loopback, addresses, server.url's and this machine's name) that
         # requests may be addressed to; any other Host is refused (421): DNS rebinding
         "allowed_hosts": [],
-        # serve the unauthenticated `/stt` route of the old backend (an open relay)
+        # serve the unauthenticated `/stt` route of the old backend (an open relay): the
+        # same as speech.anonymous "all", for /stt only
         "public_stt": False,
     },
     "data_path": "",
@@ -64,10 +65,20 @@ DEFAULTS = {
     # 20.2) from the whole network, not only from this machine
     "listener": {"record_wakewords": False, "record_utterances": False,
                  "accept_anonymous_wakewords": False},
-    # speech-to-text (services/stt.py): longest utterance, transcriptions at once in all and
-    # per device, requests waiting for a slot and for how long (beyond: 503 + Retry-After)
+    # speech-to-text (services/stt.py): longest utterance, transcriptions at once in all (one
+    # worker process each) and per device, requests waiting for a slot and for how long
+    # (beyond: 503 + Retry-After), the longest one transcription may take
     "stt": {"module": "ovos-stt-plugin-pocketsphinx", "max_seconds": 120.0,
-            "max_concurrent": 2, "max_per_device": 1, "max_queued": 2, "queue_seconds": 5.0},
+            "max_concurrent": 1, "max_per_device": 1, "max_queued": 2, "queue_seconds": 5.0,
+            "timeout_seconds": 120.0},
+    # text-to-speech (services/tts.py): the engine's default language ("" = lang), longest
+    # text, phrase cache size, then the same limits as stt
+    "tts": {"module": "ovos-tts-plugin-espeakng", "lang": "", "max_chars": 500, "cache_mb": 100.0,
+            "max_concurrent": 1, "max_per_device": 1, "max_queued": 1, "queue_seconds": 5.0,
+            "timeout_seconds": 30.0},
+    # who may use the speech server routes (/speech/<secret>/..., services/speech.py) without
+    # a device's speech URL: "none", "loopback" (processes on this machine) or "all"
+    "speech": {"anonymous": "none"},
     "geolocation": {"online_fallback": False,
                     "nominatim_url": "https://nominatim.openstreetmap.org/search"},
     "microservices": {
@@ -116,6 +127,7 @@ CHOICES = {
     "time_format": ("full", "half"),
     "microservices.email.smtp.security": ("ssl", "starttls", "plain"),
     "microservices.cache": ("sqlite", "memory"),
+    "speech.anonymous": ("none", "loopback", "all"),
 }
 
 
@@ -211,7 +223,7 @@ def unknown_keys(config: dict) -> List[str]:
     for name, _ in _leaves(config):
         legacy = any(name == k or name.startswith(k + ".") for k in LEGACY_KEYS)
         # free-form blocks: plugin configs and the location object
-        free = name.startswith(("stt.", "location."))
+        free = name.startswith(("stt.", "tts.", "location."))
         if name not in known and not legacy and not free:
             unknown.append(name)
     return unknown
@@ -265,7 +277,7 @@ def validate(config: dict) -> dict:
             raise ConfigError(f"server.{key} must be at least 1, got {server[key]}")
     if any(limit <= 0 for limit in config["quotas"].values()):
         raise ConfigError("every quotas.* limit must be positive")
-    _validate_stt(config["stt"])
+    _validate_speech(config["stt"], config["tts"])
     if not 0 < config["microservices"]["timeout"] <= 60:
         raise ConfigError("microservices.timeout must be between 0 and 60 seconds")
     if not server["pairing"]:
@@ -279,18 +291,26 @@ def validate(config: dict) -> dict:
     return config
 
 
-def _validate_stt(stt: dict) -> None:
-    """Speech may hold at most half of the server's 8 worker threads (services/stt.py,
-    Admission): the other half keeps every other route answering while it runs."""
+def _validate_speech(stt: dict, tts: dict) -> None:
+    """Speech may hold at most MAX_SPEECH_THREADS of the server's 8 worker threads
+    (services/stt.py, Admission): the others keep every other route answering while it runs."""
     if not 0 < stt["max_seconds"] <= 3600:
         raise ConfigError("stt.max_seconds must be between 0 and 3600")
-    for key in ("max_concurrent", "max_per_device"):
-        if stt[key] < 1:
-            raise ConfigError(f"stt.{key} must be at least 1, got {stt[key]}")
-    if stt["max_queued"] < 0 or not 0 <= stt["queue_seconds"] <= 60:
-        raise ConfigError("stt.max_queued must be at least 0 and stt.queue_seconds between 0 and 60")
-    if stt["max_concurrent"] + stt["max_queued"] > MAX_SPEECH_THREADS:
-        raise ConfigError(f"stt.max_concurrent + stt.max_queued must be at most {MAX_SPEECH_THREADS}")
+    if not 0 < tts["max_chars"] <= 10000 or tts["cache_mb"] < 0:
+        raise ConfigError("tts.max_chars must be between 1 and 10000 and tts.cache_mb at least 0")
+    for name, block in (("stt", stt), ("tts", tts)):
+        for key in ("max_concurrent", "max_per_device"):
+            if block[key] < 1:
+                raise ConfigError(f"{name}.{key} must be at least 1, got {block[key]}")
+        if block["max_queued"] < 0 or not 0 <= block["queue_seconds"] <= 60:
+            raise ConfigError(f"{name}.max_queued must be at least 0 and {name}.queue_seconds "
+                              "between 0 and 60")
+        if not 0 < block["timeout_seconds"] <= 3600:
+            raise ConfigError(f"{name}.timeout_seconds must be between 0 and 3600")
+    held = sum(block["max_concurrent"] + block["max_queued"] for block in (stt, tts))
+    if held > MAX_SPEECH_THREADS:
+        raise ConfigError("stt.max_concurrent + stt.max_queued + tts.max_concurrent + "
+                          f"tts.max_queued must be at most {MAX_SPEECH_THREADS}")
 
 
 def is_loopback(host: str) -> bool:

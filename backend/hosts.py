@@ -19,6 +19,7 @@ Anything else gets a JSON 421 Misdirected Request. A request without a Host head
 """
 import ipaddress
 import socket
+from functools import lru_cache
 from typing import Optional, Set
 from urllib.parse import urlsplit
 
@@ -42,6 +43,7 @@ def host_name(host_header: str) -> str:
     return _normal(host_header)
 
 
+@lru_cache(maxsize=256)  # asked at every request, mostly of the same few names
 def _is_address(name: str) -> bool:
     try:
         ipaddress.ip_address(name)

@@ -1,8 +1,9 @@
 """Metrics devices report (intent timings, STT, TTS...), kept for opted-in devices only.
 
-Stored in an append-only log: a write costs the same however many metrics exist.
-The admin's rare edits and deletes rewrite the log; one lock covers appends and
-rewrites so an append cannot slip in between an edit's read and its rewrite and be lost.
+Stored in an append-only log: a write costs the same however many metrics exist, and
+appends of different devices share their syncs (none waits for another's). The admin's
+rare edits and deletes rewrite the log through `AppendLog.edit`, which holds appends back
+so none can slip in between the edit's read and its rewrite and be lost.
 
 A device's metrics are bounded by its quotas (count, bytes: further ones are refused
 with a 429) and by retention (older than quotas.metrics_days: deleted, checked at most
@@ -54,10 +55,11 @@ class Usage:
         for metric in metrics:
             self.add(metric)
 
-    def add(self, metric: dict) -> None:
+    def add(self, metric: dict, times: int = 1) -> None:
+        """Count `metric` (`times=-1`: take it back, when its append failed)."""
         used = self.per_device.setdefault(str(metric.get("uuid", "")), [0, 0])
-        used[0] += 1
-        used[1] += _line_size(metric)
+        used[0] += times
+        used[1] += times * _line_size(metric)
 
 
 # the usage of each store's log, made on first use (weak: a dropped store takes it along)
@@ -85,14 +87,21 @@ def _prune(store: Store, limits: Dict[str, int]) -> None:
     if time.monotonic() - usage.pruned_at < PRUNE_INTERVAL:
         return
     oldest = time.time() - limits["metrics_days"] * quotas.DAY
-    metrics = store.metrics.read()
-    kept = [m for m in metrics if not isinstance(m.get("timestamp"), (int, float))
-            or m["timestamp"] >= oldest]
-    if len(kept) < len(metrics):
-        store.metrics.rewrite(kept)
-        LOG.info(f"deleted {len(metrics) - len(kept)} metrics older than "
-                 f"{limits['metrics_days']} days (quotas.metrics_days)")
-        usage = _usage[store.metrics] = Usage(kept)
+    pruned = []
+
+    def keep_recent(metrics: List[dict]) -> Optional[List[dict]]:
+        kept = [m for m in metrics if not isinstance(m.get("timestamp"), (int, float))
+                or m["timestamp"] >= oldest]
+        if len(kept) == len(metrics):
+            return None
+        pruned[:] = [len(metrics) - len(kept), kept]
+        return kept
+
+    store.metrics.edit(keep_recent)
+    if pruned:
+        LOG.info(f"deleted {pruned[0]} metrics older than {limits['metrics_days']} days "
+                 "(quotas.metrics_days)")
+        usage = _usage[store.metrics] = Usage(pruned[1])
     usage.pruned_at = time.monotonic()
 
 
@@ -113,15 +122,20 @@ def _new(uuid: str, name: str, data: dict) -> dict:
 def _append(store: Store, metric: dict, limits: Optional[Dict[str, int]] = None) -> dict:
     """Append `metric`, within the device's `limits` when given (the owner's own, None,
     are not limited); old metrics are deleted first, per the retention quota."""
-    with _lock:
+    with _lock:  # quotas checked and counted together; the append (a sync) outside
         usage = _usage_of(store)
         if limits is not None:
             _prune(store, limits)
             usage = _usage_of(store)
             _check_quota(usage, metric["uuid"], _line_size(metric), limits)
-        store.metrics.append(metric)
         usage.add(metric)
-        return metric
+    try:
+        store.metrics.append(metric)
+    except Exception:
+        with _lock:
+            usage.add(metric, times=-1)
+        raise
+    return metric
 
 
 def restore(store: Store, metrics: List[dict]) -> None:
@@ -170,8 +184,9 @@ def get(store: Store, metric_id: str) -> dict:
 
 def _rewrite(store: Store, metric_id: str, change) -> Optional[dict]:
     """Apply `change(metric) -> metric or None (delete)` to one metric and rewrite the log."""
-    with _lock:
-        metrics = store.metrics.read()
+    result = []
+
+    def apply(metrics: List[dict]) -> List[dict]:
         position = next((i for i, metric in enumerate(metrics)
                          if metric.get("metric_id") == metric_id), None)
         if position is None:
@@ -181,9 +196,13 @@ def _rewrite(store: Store, metric_id: str, change) -> Optional[dict]:
             del metrics[position]
         else:
             metrics[position] = changed
-        store.metrics.rewrite(metrics)
+        result.append(changed)
+        return metrics
+
+    with _lock:
+        store.metrics.edit(apply)
         _usage.pop(store.metrics, None)  # counted again on the next append
-        return changed
+    return result[0]
 
 
 def update(store: Store, metric_id: str, body) -> dict:

@@ -344,7 +344,9 @@ def issue_tokens(store: Store, uuid: str, replacing: str = "") -> dict:
             raise NotFound(f"unknown device: {uuid[:64]}")
         if replacing and not _holds(device, hash_token(replacing), ROTATING):
             raise _Rotated()
-        device["tokens"] = {"access": hash_token(access), "refresh": hash_token(refresh)}
+        # other kinds (the speech URL's secret, speech_access.py) outlive a rotation
+        device["tokens"] = {**(device.get("tokens") or {}),
+                            "access": hash_token(access), "refresh": hash_token(refresh)}
         device["paired_at"] = time.time()
         return device
 
@@ -378,12 +380,22 @@ def bearer(header: Optional[str]) -> str:
 
 def authenticate(store: Store, token: str, kinds: Tuple[str, ...] = ("access",)) -> Optional[str]:
     """The uuid of the device owning `token` as one of `kinds`, else None."""
+    device = authenticated_device(store, token, kinds)
+    return device["uuid"] if device is not None else None
+
+
+def authenticated_device(store: Store, token: str,
+                         kinds: Tuple[str, ...] = ("access",)) -> Optional[dict]:
+    """The stored record (read only) of the device owning `token` as one of `kinds`, with
+    its "uuid" set to its key, else None."""
     if not token:
         return None
     digest = hash_token(token)
     uuid = store.devices.find(digest)
     device = store.devices.peek(uuid) if uuid else None
-    return uuid if device is not None and _holds(device, digest, kinds) else None
+    if device is None or not _holds(device, digest, kinds):
+        return None
+    return device if device.get("uuid") == uuid else {**device, "uuid": uuid}
 
 
 def _holds(device: dict, digest: str, kinds: Tuple[str, ...]) -> bool:

@@ -35,6 +35,8 @@ LIMITS = {
     "activation": (20, 60),
     # the admin API called with a wrong key (a request without one is not counted)
     "admin_key": (20, 60),
+    # a speech route called with an unknown speech URL secret (speech_access.py)
+    "speech_key": (20, 60),
 }
 # name -> failures allowed from all addresses together, per the name's window
 OVERALL = {"admin_key": 100}

@@ -17,6 +17,8 @@ from waitress.server import create_server
 from waitress.task import WSGITask
 from waitress.wasyncore import close_all
 
+from . import close_services
+
 # seconds the event loop sleeps in select(); waitress reads this setting as an int, and 0
 # makes it spin at full CPU while idle. stop() wakes the loop through its trigger pipe.
 LOOP_TIMEOUT = 1
@@ -121,6 +123,7 @@ class BackendServer:
             thread.join(timeout)
         if thread is not None and thread.is_alive():
             LOG.warning("personal backend server thread did not stop in time")
+        close_services(self.app)
         LOG.info("personal backend stopped")
 
 

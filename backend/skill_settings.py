@@ -126,8 +126,9 @@ def _own_copy(device: dict, skill_id: str) -> bool:
 
 
 def effective(store: Store, device: dict, skill_id: str) -> Optional[dict]:
-    """What a device sees for a skill: its own copy, else the shared entry."""
-    return device["skills"].get(skill_id) or store.shared_skills.get(skill_id)
+    """What a device sees for a skill: its own copy, else the shared entry (the stored
+    records themselves, not copies: read them, never modify them)."""
+    return device["skills"].get(skill_id) or store.shared_skills.peek(skill_id)
 
 
 def known_skills(device: dict) -> List[str]:
@@ -248,16 +249,21 @@ def upload_meta(store: Store, uuid: str, body: dict,
 
 
 def wire_entry(record: dict, gid: str) -> dict:
-    """One v1 entry: meta with every stored value put back as a string."""
-    meta = copy.deepcopy(record.get("meta") or {"sections": []})
+    """One v1 entry: meta with every stored value put back as a string. Built anew
+    around the stored record's parts (a deep copy of the meta at each poll cost ~3% of
+    the CPU): the record itself is left as it is."""
+    meta = record.get("meta") or {"sections": []}
     settings = record.get("settings", {})
-    for section in meta.get("sections", []):
-        for field in section.get("fields", []):
-            if field.get("name") in settings:
-                field["value"] = to_wire(settings[field["name"]])
+
+    def with_value(field):
+        name = field.get("name") if isinstance(field, dict) else None
+        return {**field, "value": to_wire(settings[name])} if name in settings else field
+
+    sections = [{**section, "fields": [with_value(f) for f in section.get("fields", [])]}
+                if isinstance(section, dict) else section for section in meta.get("sections", [])]
     return {"uuid": record["skill_id"], "skill_gid": gid, "identifier": gid,
             "display_name": record.get("display_name", record["skill_id"]),
-            "skillMetadata": meta}
+            "skillMetadata": {**meta, "sections": sections}}
 
 
 def v1_list(store: Store, device: dict) -> List[dict]:

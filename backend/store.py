@@ -5,9 +5,16 @@ the guarantees it lacks:
 
 * atomic writes: temp file, fsync, `os.replace`, fsync of the folder, so a crash leaves
   either the old or the new file, never a truncated one;
-* writers serialised by a lock per collection, readers never blocked: records are
-  replaced, not mutated, so a reader always sees one whole version;
-* data kept in memory; a `stat` per access notices hand edits and reloads them;
+* writers of one record serialised by a lock of that record (striped: `LOCK_STRIPES`),
+  so writes to different devices or skills never wait for each other's fsync; readers
+  never blocked: records are replaced, not mutated, so a reader always sees one whole
+  version;
+* a write costs one record whatever the store holds: a file per record (devices,
+  pairings...), a line in a journal for the collections kept in one file (shared skill
+  settings...: see `FileCollection`), a line in a log (metrics);
+* data kept in memory; a `stat` of the record's file per access notices hand edits and
+  reloads them (the store's own writes note what they changed, so they cause no reload
+  and no rescan);
 * a file that fails to parse, or holds a record of the wrong shape (each collection
   has its check, run when a file is loaded, never per read), is refused loudly: the
   last good copy (in memory, or the `.bak` kept beside every file) is restored, the
@@ -23,10 +30,19 @@ the guarantees it lacks:
 
 Layout under the data path::
 
-    devices/<uuid>.json      one file per device (small writes whatever the fleet size)
-    <name>.json              small collections (pairings, shared skill settings, ...)
+    devices/<uuid>.json      one file per record (devices, pairings, oauth_states, ...)
+    <name>.json              collections kept in one file (shared skill settings, ...),
+    <name>.journal           with the records written since it was last folded in
     <name>.jsonl             append-only logs (metrics)
     recordings/...           audio files written by the services
+    *.bak                    the previous version of each file (a hard link)
+
+A backup reads every collection through `Store.export` (each collection's `snapshot`:
+whole records, every acknowledged write): the per-record files, each log, and each
+`<name>.json` with its `<name>.journal`, which a restore opens as a start does,
+replaying the journal over the file; never `*.tmp-*` (writes in progress),
+`*.rejected-*` (refused hand edits) or `*.bak`. Data folders of
+earlier versions (no journals) open as they are.
 """
 import fcntl
 import json
@@ -35,6 +51,7 @@ import os
 import re
 import threading
 import time
+from contextlib import contextmanager
 from os.path import basename, exists, isdir, join
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
@@ -308,8 +325,69 @@ def _load_or_restore(path: str, last_good: Optional[dict], check: Optional[Check
         return good
 
 
+# a line of a FileCollection's journal: a record written (or deleted: null)
+_JOURNAL_LINE = json_object(("key", "record"), key=TEXT,
+                            record=of_type("an object or null", dict, type(None)))
+# a journal is folded into its file once it holds more than the file, and at least this
+FOLD_BYTES = 64 * 1024
+
 # told (collection name, record key) after a change
 Listener = Callable[[str, str], None]
+
+# writers of one collection take one of this many locks, chosen by the record's key: writes
+# to different records (devices, skills) do not wait for each other's fsync
+LOCK_STRIPES = 64
+
+
+class Gate:
+    """Many may pass at once (`shared`); one may close it (`closed`): it waits for those
+    inside to leave and holds newcomers back until it is done. Appends to a log pass it
+    together; a compaction or rewrite of the whole log closes it."""
+
+    def __init__(self):
+        self._condition = threading.Condition()
+        self._inside = 0
+        self._closed = False
+
+    @contextmanager
+    def shared(self):
+        with self._condition:
+            while self._closed:
+                self._condition.wait()
+            self._inside += 1
+        try:
+            yield
+        finally:
+            with self._condition:
+                self._inside -= 1
+                if not self._inside:
+                    self._condition.notify_all()
+
+    def close(self, blocking: bool = True) -> bool:
+        """Close the gate once everyone inside left; False at once if it is closed
+        already and not `blocking`."""
+        with self._condition:
+            while self._closed:
+                if not blocking:
+                    return False
+                self._condition.wait()
+            self._closed = True
+            while self._inside:
+                self._condition.wait()
+            return True
+
+    def open(self) -> None:
+        with self._condition:
+            self._closed = False
+            self._condition.notify_all()
+
+    @contextmanager
+    def closed(self):
+        self.close()
+        try:
+            yield
+        finally:
+            self.open()
 
 
 class Collection:
@@ -318,7 +396,9 @@ class Collection:
     `index` maps a record to the values it can be found by (e.g. token hashes);
     `validate` tells why a record loaded from disk (a hand edit) is refused, or None
     (writers check what they store themselves); `name` is what listeners are told.
-    Reads return copies; writes are durable when they return.
+    Reads return copies (or, with `peek`, the stored record itself: records are replaced,
+    never changed in place); writes are durable when they return. Writers of one record
+    wait for each other, never for writers of another record; readers never wait.
     """
 
     def __init__(self, name: str, index: Optional[Callable[[dict], Iterable[str]]] = None,
@@ -329,14 +409,19 @@ class Collection:
         self._validate = validate
         self._index: Dict[str, str] = {}
         self._indexed: Dict[str, List[str]] = {}  # key -> the values it is indexed under
-        self._write_lock = threading.RLock()
+        self._memory = threading.Lock()  # over the dicts above; never held across I/O
+        self._locks = [threading.RLock() for _ in range(LOCK_STRIPES)]
         self._listeners: List[Listener] = []
+
+    def _lock(self, key: str) -> threading.RLock:
+        """The write lock of `key`'s record."""
+        return self._locks[hash(key) % LOCK_STRIPES]
 
     def add_listener(self, callback: Listener) -> None:
         """Call `callback(name, key)` after a record is written or deleted, or found
-        changed on disk. It runs in the writer's thread, after the write (outside this
-        collection's lock, except for a hand edit noticed by a write): keep it short,
-        never wait for another writer. What it raises is logged, never given to the writer."""
+        changed on disk. It runs in the writer's thread, after the write (outside the
+        record's lock): keep it short, never wait for another writer. What it raises is
+        logged, never given to the writer."""
         self._listeners.append(callback)
 
     def remove_listener(self, callback: Listener) -> None:
@@ -359,17 +444,18 @@ class Collection:
     def _persist(self, key: str, record: Optional[dict]) -> None:
         raise NotImplementedError
 
+    def _written(self) -> None:
+        """Called after a write, outside the record's lock (housekeeping)."""
+
     def files(self) -> List[str]:
         """The files the records are kept in (for a backup)."""
         raise NotImplementedError
 
     def snapshot(self) -> Tuple[Dict[str, bytes], int]:
-        """({path: content} of every file, how many records they hold), read while no
-        writer runs: each record is whole, and every write acknowledged before the
-        call is in it."""
-        with self._write_lock:
-            self._refresh()
-            return {path: _read_bytes(path) for path in self.files()}, len(self._records)
+        """({path: content} of every file, how many records they hold), for a backup
+        taken while serving: each record is whole, and every write acknowledged before
+        the call is in it."""
+        raise NotImplementedError
 
     # reading ----------------------------------------------------------------------
     def get(self, key: str) -> Optional[dict]:
@@ -398,7 +484,7 @@ class Collection:
 
     def all(self) -> Dict[str, dict]:
         self._refresh()
-        return clone(self._records)
+        return clone(dict(self._records))
 
     def __len__(self) -> int:
         self._refresh()
@@ -407,18 +493,18 @@ class Collection:
     # writing ----------------------------------------------------------------------
     def put(self, key: str, record: dict) -> dict:
         check_storable({key: record})
-        with self._write_lock:
-            self._write(key, record)
+        with self._lock(key):
+            self._store(key, clone(record))
+        self._written()
         self._notify([key])
         return record
 
     def delete(self, key: str) -> bool:
-        with self._write_lock:
-            self._refresh()
-            if key not in self._records:
+        with self._lock(key):
+            if self.peek(key) is None:
                 return False
-            self._persist(key, None)
-            self._set(key, None)
+            self._store(key, None)
+        self._written()
         self._notify([key])
         return True
 
@@ -428,22 +514,23 @@ class Collection:
         `change` receives a copy of the record (None if absent) and returns the new
         record, or None to leave it unchanged.
         """
-        with self._write_lock:
+        with self._lock(key):
             old = self.peek(key)  # only compared: `change` gets the copy
             new = change(clone(old) if old is not None else None)
             changed = new is not None and new != old  # an unchanged record costs no write
             if changed:
                 check_storable({key: new})
-                self._write(key, new)
+                self._store(key, clone(new))
         if changed:
+            self._written()
             self._notify([key])
         return new
 
-    def _write(self, key: str, record: dict) -> None:
-        """Store a checked record; the caller holds the write lock."""
-        self._refresh()
+    def _store(self, key: str, record: Optional[dict]) -> None:
+        """Write a checked record (None: delete it), then hold it in memory; the caller
+        holds the record's lock and hands over a record nobody else holds."""
         self._persist(key, record)
-        self._set(key, clone(record))
+        self._set(key, record)
 
     # in-memory bookkeeping ----------------------------------------------------------
     def _set(self, key: str, record: Optional[dict]) -> None:
@@ -451,72 +538,146 @@ class Collection:
         anything changes, and the old ones are those actually indexed, not recomputed from
         the old record: a record the index function chokes on leaves memory as it was."""
         values = list(self._index_fn(record)) if record is not None and self._index_fn else []
-        for value in self._indexed.pop(key, ()):
-            if self._index.get(value) == key:
-                del self._index[value]
-        if record is None:
-            self._records.pop(key, None)
-            return
-        self._records[key] = record
-        for value in values:
-            self._index[value] = key
-        if values:
-            self._indexed[key] = values
-
-    def _reset(self, records: Dict[str, dict]) -> List[str]:
-        """Replace every record; the keys whose record changed."""
-        old = self._records
-        self._records = {}
-        self._index = {}
-        self._indexed = {}
-        for key, record in records.items():
-            self._set(key, record)
-        return [key for key in old.keys() | records.keys() if old.get(key) != records.get(key)]
+        with self._memory:
+            for value in self._indexed.pop(key, ()):
+                if self._index.get(value) == key:
+                    del self._index[value]
+            if record is None:
+                self._records.pop(key, None)
+                return
+            self._records[key] = record
+            for value in values:
+                self._index[value] = key
+            if values:
+                self._indexed[key] = values
 
 
 class FileCollection(Collection):
-    """A small collection kept in one JSON file `{key: record}`, named after the file
-    unless `name` is given."""
+    """A collection kept in one JSON file `{key: record}` (named after the file unless
+    `name` is given), the file people edit by hand, with a journal beside it.
+
+    A write appends the record to the journal (`<name>.journal`, JSON Lines of
+    `{"key": ..., "record": ... or null}`) and syncs it: it costs one record however big
+    the collection. When the journal outgrows the file (or at open), the journal is folded
+    into the file (one atomic rewrite) and emptied, so the rewrites cost O(1) per write on
+    average; the first write makes the file. Reading at open: the file, then the journal
+    over it.
+
+    A hand edit of the file is noticed (a `stat` per read) and the records it changed
+    replace those in memory (a record edited by hand wins); the file is then folded again.
+    The journal itself is not for editing."""
 
     def __init__(self, path: str, index=None, name: str = "", validate: Check = ANY_RECORD):
         super().__init__(name or basename(path).rsplit(".", 1)[0], index, validate)
         self.path = path
+        self.journal = path.rsplit(".", 1)[0] + ".journal"
         self._signature = None
+        self._base: Dict[str, dict] = {}  # what the file holds, as last written or read
+        self._file_bytes = 0
+        self._log = AppendLog(self.journal, validate=_JOURNAL_LINE)
+        self._log.create()  # now, not at the first write: a full disk may refuse it then
+        self._folding = Gate()  # appends pass together; a fold closes it
         remove_stale_temp_files(os.path.dirname(path))
-        self._reload(initial=True)
+        doc = _load_or_restore(path, None, map_of(self._validate), initial=True)
+        records = dict(doc) if doc is not None else {}
+        for line in self._log.read():  # what was written since the last fold, in order
+            if line["record"] is None:
+                records.pop(line["key"], None)
+            elif self._validate(line["record"]) is None:
+                records[line["key"]] = line["record"]
+            else:
+                LOG.error(f"{self.journal}: skipping a record of {line['key'][:64]!r} that "
+                          f"{self._validate(line['record'])}")
+        for key, record in records.items():
+            self._set(key, record)
+        self._base = dict(doc) if doc is not None else {}
+        self._signature = _signature(path)
+        self._file_bytes = self._signature[1] if self._signature else 0
+        if self._log.size():
+            try:
+                self._fold()
+            except StorageError:  # logged; the journal stays, and is folded in later
+                pass
 
-    def _reload(self, initial: bool = False) -> List[str]:
-        """Read the file again; the keys whose record changed."""
-        doc = _load_or_restore(self.path, None if initial else self._records,
-                               map_of(self._validate), initial)
-        changed = self._reset(dict(doc) if doc is not None else {})
-        self._signature = _signature(self.path)
-        return changed
-
-    def _refresh(self) -> None:
-        if _signature(self.path) != self._signature:
-            changed = []
-            with self._write_lock:
-                if _signature(self.path) != self._signature:
-                    LOG.info(f"{self.path} changed on disk, reloading")
-                    changed = self._reload()
-            self._notify(changed)
+    def _store(self, key: str, record: Optional[dict]) -> None:
+        # the record reaches memory before a fold can start: a fold writes what memory
+        # holds, then empties the journal
+        with self._folding.shared():
+            super()._store(key, record)
 
     def files(self) -> List[str]:
-        return [self.path] if exists(self.path) else []
+        """The file and its journal: a restore opens them as a start does, replaying
+        the journal over the file."""
+        return [path for path in (self.path, self.journal) if exists(path)]
+
+    def snapshot(self) -> Tuple[Dict[str, bytes], int]:
+        # with the gate closed no write is under way (each holds it from its journal
+        # line to memory, sync included) and no fold: the file plus the journal's whole
+        # lines hold exactly what memory does
+        self._refresh()
+        with self._folding.closed():
+            with self._memory:
+                count = len(self._records)
+            return {path: _read_bytes(path) for path in self.files()}, count
 
     def _persist(self, key: str, record: Optional[dict]) -> None:
-        data = dict(self._records)
-        if record is None:
-            data.pop(key, None)
-        else:
-            data[key] = record
-        Document(self.path, data).store()
+        self._log.append({"key": key, "record": record})
+
+    def _written(self) -> None:
+        if not self._file_bytes or self._log.size() > max(FOLD_BYTES, self._file_bytes):
+            if self._folding.close(blocking=False):
+                try:
+                    self._fold_closed()
+                finally:
+                    self._folding.open()
+
+    def _fold(self) -> None:
+        with self._folding.closed():
+            self._fold_closed()
+
+    def _fold_closed(self) -> None:
+        """Rewrite the file with every record and empty the journal; the gate is closed."""
+        with self._memory:
+            records = dict(self._records)
+        Document(self.path, records).store()
+        self._log.truncate()
+        self._base = records
         self._signature = _signature(self.path)
+        self._file_bytes = self._signature[1] if self._signature else 0
+
+    def _refresh(self) -> None:
+        if _signature(self.path) == self._signature or not self._folding.close(blocking=False):
+            return  # unchanged, or being folded or reloaded by another thread right now
+        try:
+            changed = self._reload() if _signature(self.path) != self._signature else []
+        finally:
+            self._folding.open()
+        self._notify(changed)
+
+    def _reload(self) -> List[str]:
+        """Take in a hand edit of the file (the gate is closed); the keys that changed."""
+        LOG.info(f"{self.path} changed on disk, reloading")
+        with self._memory:
+            current = dict(self._records)
+        doc = _load_or_restore(self.path, current, map_of(self._validate))
+        edited = dict(doc) if doc is not None else {}
+        changed = [key for key in edited.keys() | self._base.keys()
+                   if edited.get(key) != self._base.get(key) and edited.get(key) != current.get(key)]
+        for key in changed:
+            self._set(key, edited.get(key))
+        self._fold_closed()
+        return changed
 
 
 class DirCollection(Collection):
-    """A collection kept as one JSON file per record, so a write costs the same at any size."""
+    """A collection kept as one JSON file per record, so a write costs the same at any size.
+
+    One `stat` of a record's file before serving it notices a hand edit or removal; one
+    of the folder before a lookup or a listing notices a file added or removed by hand
+    (the folder is then read again, by one thread, while the others go on). The store's
+    own writes note the folder's new state, so they cause no rescan (a change by hand
+    made while the store writes in the folder may go unseen until the folder changes
+    again, as one made in the same clock tick always could)."""
 
     SUFFIX = ".json"
 
@@ -527,6 +688,9 @@ class DirCollection(Collection):
         remove_stale_temp_files(folder)
         self._signatures: Dict[str, tuple] = {}
         self._dir_signature = None
+        self._scanning = threading.Lock()
+        self._writers = 0  # writes in progress (under self._memory)
+        self._burst_clean = True  # whether the folder was as last seen when they began
         self._scan(initial=True)
 
     def _path(self, key: str) -> str:
@@ -541,7 +705,7 @@ class DirCollection(Collection):
         if not SAFE_KEY.match(key):
             return None
         if _signature(self._path(key)) != self._signatures.get(key):
-            with self._write_lock:
+            with self._lock(key):
                 changed = self._load(key)
             if changed:
                 self._notify([key])
@@ -549,14 +713,22 @@ class DirCollection(Collection):
 
     def _scan(self, initial: bool = False) -> List[str]:
         """Read the folder again; the keys whose record changed."""
+        signature = _signature(self.folder)  # before listing: a change meanwhile is seen next time
         names = {f[:-len(self.SUFFIX)] for f in self._list()
                  if f.endswith(self.SUFFIX) and SAFE_KEY.match(f[:-len(self.SUFFIX)])}
-        changed = list(set(self._records) - names)
-        for key in changed:
-            self._set(key, None)
-            self._signatures.pop(key, None)
-        changed += [key for key in names if self._load(key, initial)]
-        self._dir_signature = _signature(self.folder)
+        changed = []
+        for key in set(self._records) - names:
+            with self._lock(key):
+                if not exists(self._path(key)):
+                    self._set(key, None)
+                    self._signatures.pop(key, None)
+                    changed.append(key)
+        for key in names:
+            if _signature(self._path(key)) != self._signatures.get(key):
+                with self._lock(key):
+                    if self._load(key, initial):
+                        changed.append(key)
+        self._dir_signature = signature
         return changed
 
     def _list(self) -> List[str]:
@@ -571,7 +743,8 @@ class DirCollection(Collection):
             return []
 
     def _load(self, key: str, initial: bool = False) -> bool:
-        """Read one record's file again if it changed; whether the record did."""
+        """Read one record's file again if it changed; whether the record did. The
+        caller holds the record's lock."""
         path = self._path(key)
         signature = _signature(path)
         if signature is not None and signature == self._signatures.get(key):
@@ -587,19 +760,48 @@ class DirCollection(Collection):
         return new != old
 
     def _refresh(self) -> None:
-        # a folder's mtime changes when a file is added, removed or replaced
-        if _signature(self.folder) != self._dir_signature:
-            changed = []
-            with self._write_lock:
-                if _signature(self.folder) != self._dir_signature:
-                    changed = self._scan()
-            self._notify(changed)
+        # a folder's mtime changes when a file is added, removed or replaced; one thread
+        # reads it again, the others go on with what they have meanwhile. Not while the
+        # store writes in it: the change may be its own (the burst's end tells)
+        if self._writers or _signature(self.folder) == self._dir_signature \
+                or not self._scanning.acquire(False):
+            return
+        try:
+            changed = self._scan() if _signature(self.folder) != self._dir_signature else []
+        finally:
+            self._scanning.release()
+        self._notify(changed)
 
     def files(self) -> List[str]:
         return [self._path(key) for key in self.keys() if exists(self._path(key))]
 
+    def snapshot(self) -> Tuple[Dict[str, bytes], int]:
+        # no lock: each file is replaced whole (written aside, then renamed), and a write
+        # is acknowledged after its file is in place and its key in memory
+        files = {}
+        for path in self.files():
+            try:
+                files[path] = _read_bytes(path)
+            except FileNotFoundError:  # deleted meanwhile
+                pass
+        return files, len(files)
+
     def _persist(self, key: str, record: Optional[dict]) -> None:
         path = self._path(key)
+        with self._memory:
+            if not self._writers:  # a burst of writes begins: was the folder as last seen?
+                self._burst_clean = _signature(self.folder) == self._dir_signature
+            self._writers += 1
+        try:
+            self._write_file(key, path, record)
+        finally:
+            with self._memory:
+                self._writers -= 1
+                if not self._writers and self._burst_clean:
+                    # the folder changed by the burst's writes only: no rescan for them
+                    self._dir_signature = _signature(self.folder)
+
+    def _write_file(self, key: str, path: str, record: Optional[dict]) -> None:
         if record is None:
             try:
                 os.unlink(path)
@@ -614,16 +816,19 @@ class DirCollection(Collection):
         else:
             Document(path, record).store()
             self._signatures[key] = _signature(path)
-        self._dir_signature = _signature(self.folder)
 
 
 class AppendLog:
-    """Append-only JSON Lines: one record a line, fsynced before an append returns."""
+    """Append-only JSON Lines: one record a line, synced before an append returns.
+
+    Appenders wait for each other only to write their line (not for its sync), so
+    concurrent appends share their syncs; a rewrite of the whole log waits for them."""
 
     def __init__(self, path: str, validate: Check = ANY_RECORD):
         self.path = path
         self._validate = validate
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one line written at a time (a short write is undone)
+        self._gate = Gate()  # appends pass together; a rewrite closes it
         self._repair_tail()
 
     def _repair_tail(self) -> None:
@@ -644,15 +849,19 @@ class AppendLog:
         return record
 
     def extend(self, records: List[dict]) -> None:
-        """Append records with one write and one sync (an import brings 100,000 at once)."""
+        """Append records with one write and one sync (an import brings 100,000 at once).
+        Like a single record's line, they are written under the lock and synced outside
+        it, inside the gate: a rewrite waits for them."""
         for record in records:
             check_storable(record)
         lines = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
-        with self._lock:
+        with self._gate.shared():
             try:
                 fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 try:
-                    self._write_whole(fd, lines.encode("utf-8"))
+                    with self._lock:
+                        self._write_whole(fd, lines.encode("utf-8"))
+                    os.fsync(fd)
                 finally:
                     os.close(fd)
             except OSError as e:
@@ -660,23 +869,40 @@ class AppendLog:
 
     @staticmethod
     def _write_whole(fd: int, line: bytes) -> None:
-        """Write and sync the whole line, or nothing: a full disk can make `write` short,
-        and a partial line would be acknowledged, then merged with the next one."""
+        """Write the whole line, or nothing: a full disk can make `write` short, and a
+        partial line would be acknowledged, then merged with the next one."""
         end = os.lseek(fd, 0, os.SEEK_END)
         try:
             rest = memoryview(line)
             while rest:
                 rest = rest[os.write(fd, rest):]
-            os.fsync(fd)
         except OSError:
             os.ftruncate(fd, end)
             raise
+
+    def create(self) -> None:
+        """Make the log (empty, owner-only) unless it exists."""
+        if not exists(self.path):
+            try:
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+                _fsync_dir(os.path.dirname(self.path))
+            except OSError as e:
+                raise _refused("create", self.path, e) from e
+
+    def size(self) -> int:
+        """Bytes in the log (0 when it does not exist)."""
+        try:
+            return os.stat(self.path).st_size
+        except FileNotFoundError:
+            return 0
 
     def files(self) -> List[str]:
         return [self.path] if exists(self.path) else []
 
     def snapshot(self) -> Tuple[Dict[str, bytes], int]:
-        """({path: content}, records), read while no append runs (see `Collection.snapshot`)."""
+        """({path: content}, records) (see `Collection.snapshot`): read under the lock
+        appends write their lines under, so every line is whole, and every acknowledged
+        append (written, then synced) is in it."""
         with self._lock:
             files = {path: _read_bytes(path) for path in self.files()}
         return files, sum(len(self._parse(data)) for data in files.values())
@@ -706,9 +932,34 @@ class AppendLog:
 
     def rewrite(self, records: List[dict]) -> None:
         """Replace the whole log (for the rare edit or delete), atomically."""
+        with self._gate.closed():
+            self._replace(records)
+
+    def edit(self, change: Callable[[List[dict]], Optional[List[dict]]]) -> None:
+        """Read the log, and replace it with `change(records)` (None: leave it), with
+        appends held back meanwhile: none can slip in between the read and the rewrite
+        and be lost."""
+        with self._gate.closed():
+            records = change(self.read())
+            if records is not None:
+                self._replace(records)
+
+    def _replace(self, records: List[dict]) -> None:
         payload = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
-        with self._lock:
-            write_atomic(self.path, payload.encode("utf-8"))
+        write_atomic(self.path, payload.encode("utf-8"))
+
+    def truncate(self) -> None:
+        """Empty the log (its records were kept elsewhere), durably."""
+        if not exists(self.path):
+            return
+        with self._gate.closed():
+            try:
+                with open(self.path, "rb+") as f:
+                    f.truncate(0)
+                    f.flush()
+                    os.fsync(f.fileno())
+            except OSError as e:
+                raise _refused("empty", self.path, e) from e
 
 
 def _read_bytes(path: str) -> bytes:
@@ -918,10 +1169,10 @@ class Store:
     def export(self, counts: Optional[Dict[str, int]] = None) -> Iterator[Tuple[str, bytes]]:
         """(path relative to the data folder, content) of every file the store keeps, for
         a backup taken while serving; `counts` is filled with the records each collection's
-        files hold. Each collection is read under its writers' lock (whole records; every
-        write acknowledged before the call is in it); the recordings' audio last, since
-        audio is written before its record: every record read has its audio. Leftovers
-        (.bak, temp and refused files) are not data."""
+        files hold. Each collection's `snapshot` holds whole records and every write
+        acknowledged before the call (a one-file collection's journal with its file); the
+        recordings' audio last, since audio is written before its record: every record read
+        has its audio. Leftovers (.bak, temp and refused files) are not data."""
         for name, collection in self.collections().items():
             files, count = collection.snapshot()
             if counts is not None:

@@ -122,17 +122,26 @@ def server_url() -> str:
 
 def points_at(url: str, version: str) -> bool:
     """True if the user mycroft.conf already holds every value `point_at` would write."""
-    conf = _user_config()
-    return all(_lookup(conf, key) == (True, value)
-               for key, value in backend_values(url, version).items())
+    return holds(backend_values(url, version))
 
 
 def point_at(url: str, version: str) -> Dict[str, object]:
     """Point the device at the backend; returns the values it replaced (absent keys are
     left out) so that `restore` can put them back."""
+    return apply(backend_values(url, version))
+
+
+def restore(previous: Dict[str, object]) -> None:
+    """Undo `point_at`: managed keys get their old value back, or go if they were absent."""
+    put_back(previous, MANAGED_KEYS)
+
+
+def apply(values: Dict[str, object]) -> Dict[str, object]:
+    """Write dotted `values` into the user mycroft.conf; the values they replaced (absent
+    keys left out), for `put_back`."""
     conf = _user_config()
     previous = {}
-    for key, value in backend_values(url, version).items():
+    for key, value in values.items():
         present, old = _lookup(conf, key)
         if present:
             previous[key] = old
@@ -141,15 +150,42 @@ def point_at(url: str, version: str) -> Dict[str, object]:
     return previous
 
 
-def restore(previous: Dict[str, object]) -> None:
-    """Undo `point_at`: managed keys get their old value back, or go if they were absent."""
+def holds(values: Dict[str, object]) -> bool:
+    """True if the user mycroft.conf holds every one of the dotted `values`."""
     conf = _user_config()
-    for key in MANAGED_KEYS:
+    return all(_lookup(conf, key) == (True, value) for key, value in values.items())
+
+
+def put_back(previous: Dict[str, object], keys) -> None:
+    """Undo `apply` for `keys`: each gets its old value back, or goes if it was absent."""
+    conf = _user_config()
+    for key in keys:
         if key in previous:
             _assign(conf, key, previous[key])
         else:
             _remove(conf, key)
     _save(conf)
+
+
+# this device's speech through the backend: OVOS's stock plugins, pointed at its speech
+# URL, and no fallback engine (a fallback would send the audio to a public server)
+STT_PLUGIN, TTS_PLUGIN = "ovos-stt-plugin-server", "ovos-tts-plugin-server"
+SPEECH_KEYS = ("stt.module", "stt.fallback_module", f"stt.{STT_PLUGIN}",
+               "tts.module", "tts.fallback_module", f"tts.{TTS_PLUGIN}")
+
+
+def speech_values(speech_url: str) -> Dict[str, object]:
+    """The mycroft.conf values that send this device's speech to its speech URL."""
+    return {"stt.module": STT_PLUGIN, "stt.fallback_module": "",
+            f"stt.{STT_PLUGIN}": {"url": f"{speech_url}/stt"},
+            "tts.module": TTS_PLUGIN, "tts.fallback_module": "",
+            f"tts.{TTS_PLUGIN}": {"host": speech_url, "v2": True}}
+
+
+def speech_url() -> str:
+    """The speech URL the user mycroft.conf gives the TTS plugin ("" if none)."""
+    present, block = _lookup(_user_config(), f"tts.{TTS_PLUGIN}")
+    return str(block.get("host") or "") if present and isinstance(block, dict) else ""
 
 
 def location() -> Optional[dict]:

@@ -13,7 +13,7 @@ from typing import Callable, Dict, Optional, Tuple
 
 import requests
 
-from ..backend import devices, quotas, skill_settings
+from ..backend import devices, quotas, skill_settings, speech_access
 from ..backend.errors import BackendError
 from ..backend.store import Store
 
@@ -45,6 +45,15 @@ class Transport:
         """The installed skills, as `PUT /skillJson` takes them."""
         raise NotImplementedError
 
+    def speech_url(self) -> str:
+        """A new speech URL for this device (its previous one stops working): the URL of
+        the backend's speech server that OVOS's stock speech plugins take."""
+        raise NotImplementedError
+
+    def revoke_speech(self) -> None:
+        """Stop this device's speech URL from working."""
+        raise NotImplementedError
+
     def watch(self, wake: Callable[[], None]) -> None:
         """Call `wake` whenever the backend's data for this device may have changed;
         a transport that cannot tell does nothing (the agent then polls)."""
@@ -56,8 +65,9 @@ class Transport:
 class LocalTransport(Transport):
     """Direct calls into the backend served by this very process."""
 
-    def __init__(self, store: Store, uuid: str, limits: Dict[str, int] = quotas.DEFAULT_QUOTAS):
-        self.store, self.uuid = store, uuid
+    def __init__(self, store: Store, uuid: str, limits: Dict[str, int] = quotas.DEFAULT_QUOTAS,
+                 base_url: str = ""):
+        self.store, self.uuid, self.base_url = store, uuid, base_url
         self.limits = limits  # the owner's quotas, as the HTTP routes apply them
         self._wake: Optional[Callable[[], None]] = None
 
@@ -86,6 +96,12 @@ class LocalTransport(Transport):
 
     def upload_manifest(self, manifest: dict) -> None:
         self._call(devices.record_manifest, self.uuid, manifest, self.limits)
+
+    def speech_url(self) -> str:
+        return speech_access.url(self.base_url, self._call(speech_access.issue, self.uuid))
+
+    def revoke_speech(self) -> None:
+        self._call(speech_access.revoke, self.uuid)
 
     def watch(self, wake: Callable[[], None]) -> None:
         self._wake = wake
@@ -157,6 +173,15 @@ class HttpTransport(Transport):
 
     def upload_manifest(self, manifest: dict) -> None:
         self._request("PUT", "/skillJson", json=manifest)
+
+    def speech_url(self) -> str:
+        try:
+            return str(self._request("POST", "/speech").json()["url"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise SyncError("POST /speech did not answer a speech URL") from e
+
+    def revoke_speech(self) -> None:
+        self._request("DELETE", "/speech")
 
     def close(self) -> None:
         self.session.close()

@@ -10,6 +10,7 @@ import requests
 
 from helpers import admin_headers, bearer, data_files, raw_pair
 from ovos_skill_personal_backend.backend.errors import BadRequest, StorageError
+from ovos_skill_personal_backend.backend import store as store_module
 from ovos_skill_personal_backend.backend.store import AppendLog, Store
 
 GARBAGE = b'{"uuid": "abc", "name": "half a reco'
@@ -62,11 +63,48 @@ def test_temp_files_of_killed_writers_are_removed_at_startup(tmp_path):
 def test_a_write_that_cannot_happen_changes_nothing(tmp_path):
     store = Store(str(tmp_path))
     store.shared_skills.put("a", {"v": 1})
-    os.mkdir(store.shared_skills.path + ".bak")  # the backup link cannot be made
+    os.unlink(store.shared_skills.journal)
+    os.mkdir(store.shared_skills.journal)  # the journal cannot be appended to
     with pytest.raises(StorageError):
         store.shared_skills.put("a", {"v": 2})
     assert store.shared_skills.get("a") == {"v": 1}
     assert _leftovers(tmp_path) == []
+
+
+def test_a_fold_that_cannot_happen_keeps_the_journal(tmp_path):
+    store = Store(str(tmp_path))
+    store.shared_skills.put("a", {"v": 1})
+    Store(str(tmp_path)).shared_skills.put("b", {"v": 2})  # opening folds the journal in
+    os.mkdir(store.shared_skills.path + ".bak")  # the backup link cannot be made
+    reopened = Store(str(tmp_path))  # opens all the same, on the file and its journal
+    assert reopened.shared_skills.all() == {"a": {"v": 1}, "b": {"v": 2}}
+    with open(store.shared_skills.path) as f:
+        assert json.load(f) == {"a": {"v": 1}}
+    assert _leftovers(tmp_path) == []
+    os.rmdir(store.shared_skills.path + ".bak")
+    Store(str(tmp_path))
+    with open(store.shared_skills.path) as f:
+        assert json.load(f) == {"a": {"v": 1}, "b": {"v": 2}}
+
+
+def test_collection_writes_go_to_the_journal_and_are_folded_in(tmp_path, monkeypatch):
+    """A write to a one-file collection costs one journal line, whatever the file holds."""
+    monkeypatch.setattr(store_module, "FOLD_BYTES", 0)
+    store = Store(str(tmp_path))
+    for n in range(50):
+        store.shared_skills.put(f"skill-{n}", {"n": n, "pad": "x" * 200})
+    folded = os.path.getsize(store.shared_skills.path)
+    # folded in each time the journal outgrew the file: never much more in it than there
+    assert folded > 20 * 200 and os.path.getsize(store.shared_skills.journal) <= folded + 300
+    store.shared_skills.put("skill-0", {"n": -1})
+    store.shared_skills.delete("skill-1")
+    reopened = Store(str(tmp_path))
+    assert reopened.shared_skills.get("skill-0") == {"n": -1}
+    assert reopened.shared_skills.get("skill-1") is None
+    assert len(reopened.shared_skills.keys()) == 49
+    assert os.path.getsize(store.shared_skills.journal) == 0  # opening folds it in
+    with open(store.shared_skills.path) as f:
+        assert json.load(f)["skill-0"] == {"n": -1}
 
 
 # corrupt files ------------------------------------------------------------------------
@@ -88,7 +126,8 @@ def test_corrupt_device_file_at_startup_is_restored_from_bak(tmp_path):
 def test_corrupt_collection_file_at_startup_is_restored_from_bak(tmp_path):
     store = Store(str(tmp_path))
     store.shared_skills.put("skill-a", {"v": 1})
-    store.shared_skills.put("skill-b", {"v": 2})
+    Store(str(tmp_path)).shared_skills.put("skill-b", {"v": 2})  # each open folds the journal in
+    Store(str(tmp_path))
     _write(store.shared_skills.path, b"[]")  # valid JSON, but not an object
 
     reopened = Store(str(tmp_path))
@@ -178,7 +217,8 @@ def test_path_traversal_ids_are_refused(tmp_path, key):
     with pytest.raises(BadRequest):
         store.devices.put(key, {"x": 1})
     assert os.listdir(tmp_path) == ["data"]
-    assert data_files(tmp_path) == []
+    # nothing written: the only files are the empty journals a new store starts with
+    assert all(p.endswith(".journal") and not os.path.getsize(p) for p in data_files(tmp_path))
 
 
 @pytest.mark.parametrize("key", ["..%2F..%2Fescape", "%2E%2E", "a%2Fb"])

@@ -84,15 +84,23 @@ def device_required(view):
     @functools.wraps(view)
     def wrapper(*args, **kwargs):
         token = pairing.bearer(request.headers.get("Authorization"))
-        uuid = pairing.authenticate(get_store(), token)
-        if uuid is None:
+        store = get_store()
+        device = pairing.authenticated_device(store, token)
+        if device is None:
             return not_paired("device not paired: missing, unknown or revoked token")
+        uuid = device["uuid"]
         if "uuid" in kwargs and not hmac.compare_digest(kwargs["uuid"].encode("utf-8", "surrogatepass"), uuid.encode()):
             return not_paired("this token belongs to another device")
-        g.uuid = uuid
-        get_store().presence.seen(uuid)
+        g.uuid, g.device = uuid, device
+        store.presence.seen(uuid)
         return view(*args, **kwargs)
     return wrapper
+
+
+def current_device() -> dict:
+    """The calling device's stored record, as `device_required` read it for this request
+    (read it, never modify it): reading it again would check its file again."""
+    return g.device
 
 
 def admin_required(view):

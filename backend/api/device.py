@@ -8,7 +8,7 @@ from flask import Blueprint, jsonify, request
 
 from .. import devices, metrics, skill_settings
 from ..errors import BadRequest
-from . import conditional_json, device_required, get_config, get_store, json_body
+from . import conditional_json, current_device, device_required, get_config, get_store, json_body
 
 bp = Blueprint("device", __name__, url_prefix="/device/<uuid>")
 
@@ -16,7 +16,7 @@ bp = Blueprint("device", __name__, url_prefix="/device/<uuid>")
 @bp.get("")
 @device_required
 def info(uuid):
-    return conditional_json(devices.wire_info(devices.peek(get_store(), uuid)))
+    return conditional_json(devices.wire_info(current_device()))
 
 
 @bp.patch("")
@@ -29,13 +29,13 @@ def report_version(uuid):
 @bp.get("/setting")
 @device_required
 def setting(uuid):
-    return conditional_json(devices.wire_settings(devices.peek(get_store(), uuid)))
+    return conditional_json(devices.wire_settings(current_device()))
 
 
 @bp.get("/location")
 @device_required
 def location(uuid):
-    return conditional_json(devices.peek(get_store(), uuid)["location"])
+    return conditional_json(current_device()["location"])
 
 
 @bp.get("/subscription")
@@ -64,15 +64,14 @@ def skills_manifest(uuid):
 @bp.post("/metric/<path:name>")
 @device_required
 def metric(uuid, name):
-    store = get_store()
-    return jsonify(metrics.record(store, devices.peek(store, uuid), name, json_body(),
+    return jsonify(metrics.record(get_store(), current_device(), name, json_body(),
                                   get_config()["quotas"]))
 
 
 def _settings_read(uuid: str, view):
     """`view(store, device record)` of a settings read, noted as the device's sync."""
     store = get_store()
-    answer = view(store, devices.peek(store, uuid))
+    answer = view(store, current_device())
     store.presence.synced(uuid)
     return answer
 

@@ -127,6 +127,38 @@ WOLFRAM_QUERY = {"input": {**STR, "example": "how far is the moon"}, "i": STR, "
 STT_QUERY = {"lang": {**STR, "example": "en-us"}, "limit": {"type": "integer"}}
 STT = "the STT plugin: 503 when it cannot be loaded or fails"
 
+TTS = "the TTS plugin: 503 when it cannot be loaded or fails; 503 + Retry-After when busy"
+
+
+def speech_server_operations() -> Dict[str, dict]:
+    """The stock speech plugins' routes (speech_server.py), each served twice: under a
+    device's speech URL (its secret in the path is the credential) and bare, for the
+    callers `speech.anonymous` admits (and /stt while server.public_stt is on)."""
+    speak = {"lang": {**STR, "example": "en-us"}, "voice": STR}
+    views = {
+        "stt": ("speech to text as ovos-stt-plugin-server reads it (WAV body, plain-text "
+                "transcript)", dict(query={"lang": STT_QUERY["lang"]}, body=AUDIO,
+                                    media="application/octet-stream", answers=TEXT, upstream=STT)),
+        "lang_detect": ("the language spoken, among valid_langs (comma separated)",
+                        dict(query={"valid_langs": {**STR, "example": "en-us,pt-pt"}}, body=AUDIO,
+                             media="application/octet-stream", answers=TEXT, upstream=STT)),
+        "synthesize_v2": ("text to speech as ovos-tts-plugin-server asks for it (a WAV)",
+                          dict(query={"utterance": {**STR, "example": "hello"}, **speak},
+                               required=("utterance",), answers="audio/wav", upstream=TTS)),
+        "synthesize": ("text to speech, the utterance in the path (a WAV)",
+                       dict(query=speak, answers="audio/wav", upstream=TTS)),
+        "status": ("the TTS engine as ovos-tts-server describes it, the STT engine under stt",
+                   dict()),
+    }
+    operations = {}
+    for view, (summary, kwargs) in views.items():
+        operations[f"speech_server_root.{view}"] = op(
+            f"{summary}; without a speech URL only if speech.anonymous allows", **kwargs)
+        operations[f"speech_server_root.{view}_secret"] = op(
+            f"{summary}; the device's speech URL secret is the credential", **kwargs)
+    return operations
+
+
 # valid bodies (clients read them as documentation, fuzzers start from them)
 LISBON = {"city": {"name": "Lisbon", "state": {"name": "Lisbon", "country": {
     "code": "PT", "name": "Portugal"}}}, "coordinate": {"latitude": 38.72, "longitude": -9.14},
@@ -223,9 +255,12 @@ OPERATIONS: Dict[str, dict] = {
                                           "limit": {"type": "integer"}},
         body=AUDIO, media="application/octet-stream", upstream=STT,
         returns=obj(("transcription",), transcription={**STR, "nullable": True})),
-    "speech_root.public_stt": op("the old open STT relay (off unless server.public_stt)",
-                                 query=STT_QUERY, body=AUDIO,
-                                 media="application/octet-stream", answers=TEXT, upstream=STT),
+    "speech_server.issue_speech_url": device(
+        "a new speech URL for this device (the previous one stops working): the URL OVOS's "
+        "stock speech plugins take", returns=obj(("url",), url=STR)),
+    "speech_server.revoke_speech_url": device("stop this device's speech URL from working",
+                                              returns=obj(("revoked",), revoked=BOOL)),
+    **speech_server_operations(),
     "speech.geolocation": device("find a place", query={"location": {**STR, "example": "Lisbon"}},
                                  required=("location",)),
     "speech_root.precise_upload": device(

@@ -1,9 +1,9 @@
 """Speech and place services for devices (api-contract §6.1, §6.2, §6.6): speech-to-text,
 place lookup, and the wake-word uploads that feed the owner's datasets.
 
-Two blueprints: `bp` goes under the version prefix (`/v1/stt`, ...); `root` holds the
-two routes the old backend served without it, `/precise/upload` (where the client
-sends v1 wake words) and the public `/stt` (only when `server.public_stt` is on).
+Two blueprints: `bp` goes under the version prefix (`/v1/stt`, ...); `root` holds
+`/precise/upload`, which the old backend served without it (where the client sends v1
+wake words). The stock speech plugins' routes are in speech_server.py.
 """
 import io
 import re
@@ -14,9 +14,11 @@ from werkzeug.formparser import FormDataParser
 
 from .. import datasets, devices, pairing
 from ..config import is_loopback
-from ..errors import BadRequest, NotFound
+from ..errors import BadRequest
 from ..services import geocoding
-from ..services.stt import EngineBusy, SpeechToText
+from ..services.speech import Synthesizer, Transcriber
+from ..services.stt import EngineBusy
+from ..store import Store
 from . import device_required, get_config, get_service, get_store, not_paired
 
 bp = Blueprint("speech", __name__)
@@ -28,13 +30,14 @@ QUERY_LIMIT = 200
 BOUNDARY = re.compile(rb"^--([0-9A-Za-z'()+_,./:=?-][0-9A-Za-z'()+_,./:=? -]{0,69})\r?\n")
 
 
-def build_services(config: dict) -> dict:
-    """The STT service, for `app.extensions[...]["services"]`. Cheap: the plugin itself
-    loads on the first transcription, then stays loaded for the life of the app."""
-    return {"stt": SpeechToText(config["stt"])}
+def build_services(config: dict, store: Store) -> dict:
+    """The speech engines, for `app.extensions[...]["services"]`. Cheap: each engine's
+    worker process starts, and loads its plugin, on the first request that needs it."""
+    return {"stt": Transcriber(config["stt"]),
+            "tts": Synthesizer(config["tts"], store.folder("tts-cache"), config["lang"])}
 
 
-def _lang(default: str, names: Tuple[str, ...]) -> str:
+def request_lang(default: str, names: Tuple[str, ...] = ("lang",)) -> str:
     """The language of the request: the first of the query parameters `names` given."""
     given = next((request.args[name] for name in names if request.args.get(name)), "")
     lang = (given or default).strip().lower()
@@ -43,12 +46,12 @@ def _lang(default: str, names: Tuple[str, ...]) -> str:
     return lang
 
 
-def _transcribe(default_lang: str, client: str,
+def transcribe_request(default_lang: str, client: str,
                 lang_names: Tuple[str, ...] = ("lang",)) -> Tuple[bytes, str, list]:
     """(audio, lang, transcripts) of the request: raw FLAC/WAV body, the language (query
     parameter among `lang_names`), `limit`. It waits for a slot of the engine, counted
     against `client`, before the body is even read (services/stt.py, Admission)."""
-    lang = _lang(default_lang, lang_names)
+    lang = request_lang(default_lang, lang_names)
     stt = get_service("stt")
     with stt.admission.slot(client):
         audio = request.get_data(cache=False)
@@ -56,7 +59,7 @@ def _transcribe(default_lang: str, client: str,
     return audio, lang, texts
 
 
-def _engine_busy(error: EngineBusy) -> Response:
+def engine_busy(error: EngineBusy) -> Response:
     """503 JSON with Retry-After: devices are told when to come back instead of each
     holding a server thread while it waits (services/stt.py, Admission)."""
     response = jsonify({"error": error.message})
@@ -65,8 +68,8 @@ def _engine_busy(error: EngineBusy) -> Response:
     return response
 
 
-bp.register_error_handler(EngineBusy, _engine_busy)
-root.register_error_handler(EngineBusy, _engine_busy)
+bp.register_error_handler(EngineBusy, engine_busy)
+root.register_error_handler(EngineBusy, engine_busy)
 
 
 def _device_transcripts(lang_names: Tuple[str, ...] = ("lang",)) -> List[str]:
@@ -74,7 +77,7 @@ def _device_transcripts(lang_names: Tuple[str, ...] = ("lang",)) -> List[str]:
     one); the audio is recorded by the dataset rules whatever route it came by."""
     store, config = get_store(), get_config()
     device = devices.get(store, g.uuid)
-    audio, lang, texts = _transcribe(device.get("lang") or config["lang"], g.uuid, lang_names)
+    audio, lang, texts = transcribe_request(device.get("lang") or config["lang"], g.uuid, lang_names)
     datasets.record_utterance(store, config, device, audio, texts[0], lang)
     return texts
 
@@ -93,16 +96,6 @@ def transcribe():
     was understood (where /stt answers `[""]`)."""
     texts = _device_transcripts(("language", "lang"))
     return jsonify({"transcription": texts[0] or None})
-
-
-@root.post("/stt")
-def public_stt():
-    """The old backend's open STT relay, for `ovos-stt-plugin-server` clients, which read
-    the transcript as the plain-text body. Nothing is recorded: there is no device."""
-    if not get_config()["server"]["public_stt"]:
-        raise NotFound("the public /stt route is disabled (server.public_stt)")
-    _, _, texts = _transcribe(get_config()["lang"], f"address {request.remote_addr}")
-    return Response(texts[0], mimetype="text/plain")
 
 
 @bp.get("/geolocation")
@@ -168,7 +161,7 @@ def precise_upload():
     if pairing.bearer(request.headers.get("Authorization")):
         return _device_precise_upload()
     config = get_config()
-    refusal = datasets.anonymous_refusal(config, _from_this_machine())
+    refusal = datasets.anonymous_refusal(config, from_this_machine())
     if refusal:
         return not_paired(refusal)
     audio, metadata = _upload()
@@ -180,7 +173,7 @@ def _device_precise_upload():
     return _wake_word_upload()
 
 
-def _from_this_machine() -> bool:
+def from_this_machine() -> bool:
     """True when the request comes over loopback (an IPv4 client of a dual-stack socket
     shows as ::ffff:127.0.0.1). The server trusts no X-Forwarded-For (server.py)."""
     address = request.remote_addr or ""

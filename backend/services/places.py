@@ -11,12 +11,18 @@ substring, so "New York" cannot drift to an unrelated city that merely contains
 country ("Paris, Texas", "London Canada", "Portland OR"). Candidates are ranked by
 population, so a bare "Paris" means the French capital.
 
-Standard library only; the file is read lazily, once per process, under a lock.
+Standard library only; the file is read lazily, once per process, under a lock, into
+flat arrays and blobs (`Rows`, `Names`) rather than Python objects: the skill shares
+its process with every other skill on a small device, and the lookup must not grow it
+by more than ~15 MB (bench/footprint.py).
 """
 import gzip
 import os
 import threading
 import unicodedata
+import zlib
+from array import array
+from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Dict, List, NamedTuple, Optional, Tuple, Union
@@ -30,6 +36,9 @@ DATA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, 
 # outrank a city whose own name matched: "Sakata" stays in Japan instead of meaning
 # Jakarta, while "Lisboa", "Bombay" or "Mexico" still find Lisbon, Mumbai, Mexico City.
 ALT_NAME_WEIGHT = 0.01
+# the shipped file has ~273,000 name keys: its table is made that big at once (a bigger
+# file only costs growing it on the way)
+EXPECTED_KEYS = 300_000
 MAX_QUERY_CHARS = 200  # nobody's place name is longer; bounds the work per query
 MAX_TOKENS = 12
 
@@ -51,12 +60,100 @@ class City(NamedTuple):
     timezone: str
 
 
+class Rows(Sequence):
+    """The cities' rows ("name\tlat\tlon\tcountry\tadmin1\tpopulation\ttimezone"), kept
+    in one UTF-8 blob: a row becomes a string only when read (69,000 strings cost ~9 MB
+    more than their bytes)."""
+
+    def __init__(self):
+        self._blob = bytearray()
+        self._starts = array("I", [0])
+
+    def append(self, row: str) -> None:
+        self._blob += row.encode("utf-8")
+        self._starts.append(len(self._blob))
+
+    def __len__(self) -> int:
+        return len(self._starts) - 1
+
+    def freeze(self) -> None:
+        """Done appending: drop the room kept for growth."""
+        self._blob, self._starts = bytes(self._blob), array("I", self._starts)
+
+    def __getitem__(self, index: int) -> str:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        return self._blob[self._starts[index]:self._starts[index + 1]].decode("utf-8")
+
+
+class Names:
+    """Name key -> city entries (city id * 2, + 1 for a match on an alternate name), in
+    flat arrays: an open-addressing hash table of the keys (kept in one blob), each with
+    a chain of entries. A dict of 270,000 keys with their ints and lists held ~35 MB as
+    Python objects; this holds the same in ~10 MB, and builds without sorting."""
+
+    def __init__(self, expected_keys: int = 1024):
+        self._keys = bytearray()
+        self._key_starts = array("I", [0])
+        self._last = array("i")  # per key: its latest entry's position in the chain arrays
+        self._entries = array("I")
+        self._previous = array("i")  # per entry: the key's entry before it, or -1
+        # key number, or -1; a power of two long, at most 70% full
+        self._slots = array("i", [-1]) * (1 << (10 * expected_keys // 7).bit_length())
+
+    def _slot(self, key: bytes) -> int:
+        """Where `key` is in the table, or the empty slot where it would go."""
+        mask = len(self._slots) - 1
+        slot = zlib.crc32(key) & mask
+        while True:
+            number = self._slots[slot]
+            if number < 0 or self._keys[self._key_starts[number]:self._key_starts[number + 1]] == key:
+                return slot
+            slot = (slot + 1) & mask
+
+    def add(self, key: str, entry: int) -> None:
+        encoded = key.encode("utf-8")
+        slot = self._slot(encoded)
+        number = self._slots[slot]
+        if number < 0:
+            number = len(self._last)
+            self._keys += encoded
+            self._key_starts.append(len(self._keys))
+            self._last.append(-1)
+            self._slots[slot] = number
+            if 10 * len(self._last) > 7 * len(self._slots):  # at most 70% full
+                self._grow()
+        self._previous.append(self._last[number])
+        self._last[number] = len(self._entries)
+        self._entries.append(entry)
+
+    def freeze(self) -> None:
+        """Done adding: drop the room kept for growth."""
+        self._keys = bytes(self._keys)
+        for name in ("_key_starts", "_last", "_entries", "_previous"):
+            setattr(self, name, array(getattr(self, name).typecode, getattr(self, name)))
+
+    def _grow(self) -> None:
+        self._slots = array("i", [-1]) * (2 * len(self._slots))
+        for number in range(len(self._last)):
+            key = self._keys[self._key_starts[number]:self._key_starts[number + 1]]
+            self._slots[self._slot(bytes(key))] = number
+
+    def get(self, key: str, default=()) -> Union[int, List[int]]:
+        """The entry of `key`, or the list of them when several cities have it."""
+        number = self._slots[self._slot(key.encode("utf-8", "surrogatepass"))]
+        if number < 0:
+            return default
+        found, position = [], self._last[number]
+        while position >= 0:
+            found.append(self._entries[position])
+            position = self._previous[position]
+        return found[0] if len(found) == 1 else found[::-1]
+
+
 class Gazetteer(NamedTuple):
-    # One "name\tlat\tlon\tcountry\tadmin1\tpopulation\ttimezone" string per city, parsed
-    # only when a query hits it: a string is a fraction of the memory of a parsed tuple.
-    cities: List[str]
-    # key -> city id, or a list of them; id * 2 + 1 marks a match on an alternate name.
-    names: Dict[str, Union[int, List[int]]]
+    cities: Rows
+    names: Names
     countries: Dict[str, str]  # ISO code -> display name
     country_keys: Dict[str, str]  # normalised name / ISO2 / ISO3 / alias -> ISO code
     admin1: Dict[Tuple[str, str], str]  # (country, code) -> display name
@@ -106,8 +203,7 @@ def load(path: str = DATA_FILE) -> Gazetteer:
 
 def _parse(path: str) -> Gazetteer:
     """Read the build script's rows (format in the file's header) into lookup dicts."""
-    cities: List[str] = []
-    names: Dict[str, Union[int, List[int]]] = {}
+    cities, names = Rows(), Names(EXPECTED_KEYS)
     countries: Dict[str, str] = {}
     country_keys: Dict[str, str] = {}
     admin1: Dict[Tuple[str, str], str] = {}
@@ -120,14 +216,7 @@ def _parse(path: str) -> Gazetteer:
                 ident = len(cities) * 2
                 cities.append(city)
                 for n, key in enumerate(keys.split("|")):
-                    entry = ident + (n > 0)
-                    hits = names.get(key)
-                    if hits is None:
-                        names[key] = entry
-                    elif isinstance(hits, int):
-                        names[key] = [hits, entry]
-                    else:
-                        hits.append(entry)
+                    names.add(key, ident + (n > 0))
             elif kind == "A":  # country code name keys
                 cc, code, name, keys = rest.split("\t")
                 admin1[(cc, code)] = name
@@ -138,6 +227,8 @@ def _parse(path: str) -> Gazetteer:
                 countries[cc] = name
                 for key in keys.split("|"):
                     country_keys.setdefault(key, cc)
+    cities.freeze()
+    names.freeze()
     return Gazetteer(cities, names, countries, country_keys, admin1, admin1_keys)
 
 
