@@ -9,6 +9,7 @@ handled by device/mycroft_conf.py; device/ also holds the sync agent.
 import errno
 import functools
 import threading
+import time
 from os.path import join
 from typing import List, Optional
 from urllib.parse import urlparse
@@ -22,11 +23,11 @@ from ovos_workshop.decorators import intent_handler
 from ovos_workshop.skills import OVOSSkill
 
 from .backend import config as config_module
-from .backend import create_app, devices, pairing, reconfigure
+from .backend import backup, create_app, devices, legacy_import, pairing, reconfigure
 from .backend.errors import BackendError
 from .backend.server import BackendServer
 from .backend.services import places
-from .backend.store import Store
+from .backend.store import FolderLock, Store
 from .device.agent import SyncAgent
 from .device.state import StateFile
 from .device.transports import LocalTransport, SyncError
@@ -43,6 +44,8 @@ DEFAULTS = {
     "data_path": "",
     "point_device_here": True,
     "private_speech": False,  # this device's speech through the backend (stock plugins)
+    "backup_days": 7,  # automatic daily backups are kept this many days
+    "backup_folder": "",  # "" = beside the data folder (<data folder>-backups)
 }
 SERVER_SETTINGS = ("host", "port", "admin_key", "pairing", "data_path")
 # Internal state, kept in the skill's own state file (device/state.py), never in
@@ -57,6 +60,7 @@ STATE_KEYS = ("_previous_config", "_pointed_url", "_device_uuid", "_other_backen
               "_speech_previous")
 # how often the agent looks for settings edited on the device when nothing woke it
 LOCAL_POLL_SECONDS = 10.0
+BACKUP_EVERY = 24 * 3600  # seconds between automatic backups
 
 MAX_CHOICES = 3
 # the backend-wide recording switches, by the word (.voc) that names each one
@@ -135,6 +139,7 @@ class PersonalBackendSkill(OVOSSkill):
         self._running_settings: Optional[dict] = None
         self.state: Optional[StateFile] = None
         self.agent: Optional[SyncAgent] = None
+        self._folder_lock: Optional[FolderLock] = None
         self._lock = threading.RLock()
         self._default_shutdown_done = False
         super().__init__(*args, **kwargs)
@@ -168,17 +173,23 @@ class PersonalBackendSkill(OVOSSkill):
         self.settings_change_callback = self.on_settings_changed
         # ovos-core says when a skill's settings.json changed: upload at once
         self.add_event("ovos.skills.settings_changed", self._wake_sync, speak_errors=False)
+        self.schedule_repeating_event(self._automatic_backup, None, BACKUP_EVERY,
+                                      name="automatic.backup")
+        self._offer_legacy_import_once()
 
     def shutdown(self):
         """Stop serving and free the port; safe to call any number of times."""
         with self._lock:
             server, self.server = self.server, None
             agent, self.agent = self.agent, None
+            folder_lock, self._folder_lock = self._folder_lock, None
             self._running_settings = None
         if agent is not None:
             agent.stop()
         if server is not None:
             server.stop()
+        if folder_lock is not None:
+            folder_lock.release()
 
     def default_shutdown(self):
         """ovos-workshop's shutdown, once. The loader runs it when it unloads the skill, and
@@ -219,11 +230,17 @@ class PersonalBackendSkill(OVOSSkill):
             if settings["data_path"]:
                 overrides["data_path"] = settings["data_path"]
             config = config_module.load(overrides=overrides)
-            store = Store(config["data_path"])
+            # one server per data folder (FolderInUse names the one serving it)
+            folder_lock = FolderLock(config["data_path"], "the personal backend skill")
+            try:
+                store = Store(config["data_path"])
+            except BackendError:
+                folder_lock.release()  # a later settings change may try again
+                raise
         except (ValueError, BackendError) as e:  # ConfigError is a ValueError
             self._report_failure(getattr(e, "message", None) or str(e))
             return
-        self.backend_config, self.store = config, store
+        self.backend_config, self.store, self._folder_lock = config, store, folder_lock
         app = create_app(config, store, on_pairing_requested=self.announce_pairing)
         server = BackendServer(app, config["server"]["host"], config["server"]["port"],
                                max_body_bytes=config["server"]["max_body_mb"] * 1024 * 1024)
@@ -233,7 +250,9 @@ class PersonalBackendSkill(OVOSSkill):
             if e.errno == errno.EADDRINUSE:
                 LOG.error(f"personal backend not started: port {server.requested_port} "
                           "is already in use; change the port in the skill settings")
-                self.speak_dialog("port.busy", {"port": server.requested_port})
+                # most likely the old backend this one replaces: say how to stop it
+                busy = "legacy.port.busy" if self._old_backend_found() else "port.busy"
+                self.speak_dialog(busy, {"port": server.requested_port})
             else:
                 self._report_failure(e.strerror or str(e))
             return
@@ -657,6 +676,100 @@ class PersonalBackendSkill(OVOSSkill):
         reconfigure.update(self.backend_config, config_module.default_config_path(),
                            {"listener": dict.fromkeys(keys, enabled)})
         self.speak_dialog(f"house.recording.{state}", {"what": what_said})
+    # moving in from the old backend, and backups ---------------------------------------
+
+    def _old_backend_found(self) -> bool:
+        try:
+            return not legacy_import.find_sources().empty()
+        except legacy_import.NothingFound:
+            return False
+
+    def _offer_legacy_import_once(self) -> None:
+        """At the first start that finds an old installation, offer to bring it over
+        (asked in a moment, from a thread of its own, once the skill is loaded; never
+        asked again)."""
+        if self.store is not None and not self.state.get("_legacy_offered") \
+                and self._old_backend_found():
+            offer = threading.Timer(1.0, self._offer_legacy_import)
+            offer.daemon = True
+            offer.start()
+
+    def _offer_legacy_import(self) -> None:
+        if self.store is None:  # unloaded meanwhile
+            return
+        self.state.set("_legacy_offered", True)
+        # no intent made this skill active: it must be, for the answer to come back to it
+        self.bus.emit(Message("intent.service.skills.activate",
+                              {"skill_id": self.skill_id, "timeout": 5},
+                              {"skill_id": self.skill_id}))
+        if self.ask_yesno("legacy.offer") == "yes":
+            self._import_legacy()
+        else:
+            self.speak_dialog("legacy.later")
+
+    @intent_handler("import.legacy.intent")
+    @admin_action
+    def handle_import_legacy(self, message):
+        self._import_legacy()
+
+    def _import_legacy(self) -> None:
+        """Import through this skill's own store: its server holds the data folder."""
+        try:
+            report = legacy_import.run(self.store, self.backend_config,
+                                       config_module.default_config_path())
+        except legacy_import.NothingFound:
+            self.speak_dialog("legacy.none")
+            return
+        except legacy_import.LegacyFormatError as e:
+            LOG.error(str(e))
+            self.speak_dialog("legacy.failed", {"reason": str(e)})
+            return
+        LOG.info("\n".join(report.lines()))
+        done = report.imported
+        if not any(done.values()):
+            self.speak_dialog("legacy.nothing.new")
+            return
+        self.speak_dialog("legacy.imported", {
+            "devices": done["devices"], "metrics": done["metrics"],
+            "recordings": done["recordings"],
+            "settings": done["shared skill settings"] + done["device skill settings"]})
+
+    def _backup_folder(self) -> str:
+        return self.settings.get("backup_folder") or \
+            backup.default_folder(self.backend_config["data_path"])
+
+    def _backup(self) -> str:
+        return backup.keep_dated(self.store, config_module.default_config_path(),
+                                 self._backup_folder(),
+                                 float(self.settings.get("backup_days") or DEFAULTS["backup_days"]))
+
+    def _automatic_backup(self, message=None) -> None:
+        if self.store is None:
+            return
+        try:
+            LOG.info(f"automatic backup written to {self._backup()}")
+        except (BackendError, OSError) as e:
+            LOG.error(f"automatic backup failed: {getattr(e, 'message', None) or e}")
+
+    @intent_handler("backup.now.intent")
+    @admin_action
+    def handle_backup_now(self, message):
+        try:
+            self._backup()
+        except OSError as e:
+            self.speak_dialog("backup.failed", {"reason": e.strerror or str(e)})
+            return
+        self.speak_dialog("backup.done", {"folder": self._backup_folder()})
+
+    @intent_handler("backup.last.intent")
+    @admin_action
+    def handle_backup_last(self, message):
+        made = backup.latest(self._backup_folder())
+        if made is None:
+            self.speak_dialog("backup.none")
+            return
+        self.speak_dialog("backup.last", {"when": time.strftime("on %A, %B %d at %H:%M",
+                                                                time.localtime(made))})
 
     @intent_handler("backend.address.intent")
     @admin_action

@@ -4,6 +4,9 @@
     ovos-personal-backend admin-key [--rotate] [--config F]
     ovos-personal-backend stt-model add DIR [--name N] [--config F] [--data-dir D]
     ovos-personal-backend stt-model list [--config F] [--data-dir D]
+    ovos-personal-backend import-legacy [--home DIR] [--from PATH]... [--dry-run]
+    ovos-personal-backend backup [--output FILE]
+    ovos-personal-backend restore FILE
 
 A server that listens beyond loopback pairs new devices only with the owner's approval,
 which needs the admin key: started there without one, it makes one, keeps it in its
@@ -18,12 +21,12 @@ import threading
 from typing import List, Optional
 
 from . import config as config_module
-from . import create_app
-from .errors import ServiceUnavailable, StorageError
+from . import backup, create_app, legacy_import
+from .errors import BackendError, ServiceUnavailable, StorageError
 from .server import BackendServer
 from .services import stt_models
 from .services.stt import SpeechToText
-from .store import Store
+from .store import FolderLock, Store
 
 ADMIN_KEY_ENV = "OVOS_BACKEND_ADMIN_KEY"
 
@@ -59,6 +62,24 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     add.add_argument("--name", help="its name under the data path (default: the folder's name)")
     model_commands.add_parser("list", parents=[files],
                               help="the installed models and what the configuration uses per language")
+    legacy = commands.add_parser(
+        "import-legacy", parents=[files],
+        help="bring in the devices, settings and data of an old ovos-local-backend")
+    legacy.add_argument("--home", help="the home folder the old backend ran in (default: yours)")
+    legacy.add_argument("--from", dest="from_paths", action="append", default=[], metavar="PATH",
+                        help="an old data folder or file (json_database folder, .db file, "
+                             "recordings folder, config file; docker volumes); repeatable")
+    legacy.add_argument("--dry-run", action="store_true",
+                        help="show what would be imported; write nothing")
+    backup_parser = commands.add_parser(
+        "backup", parents=[files], help="write one archive of everything (it holds secrets: "
+                                        "keep it private); the server may keep serving")
+    backup_parser.add_argument("--output", help="the archive to write (default: "
+                                                "ovos-personal-backend-<date>.tar.gz here)")
+    restore_parser = commands.add_parser(
+        "restore", parents=[files], help="replace the data with a backup's, after checking it "
+                                         "all; what was there is kept beside as a dated copy")
+    restore_parser.add_argument("archive", help="a file `backup` wrote")
     args = parser.parse_args(argv)
     for name in ("config", "data_dir"):
         setattr(args, name, getattr(args, name, None))
@@ -121,6 +142,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         config = config_module.load(args.config, overrides_from(args))
         ensure_admin_key(config, path)
+        lock = FolderLock(config["data_path"], "ovos-personal-backend serving it")
         store = Store(config["data_path"])
     except (config_module.ConfigError, StorageError) as e:
         print(f"ovos-personal-backend: {e}", file=sys.stderr)
@@ -135,6 +157,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         server.start()
     except OSError as e:
+        lock.release()
         print(f"ovos-personal-backend: cannot listen on {config['server']['host']}:"
               f"{config['server']['port']}: {e.strerror or e}", file=sys.stderr)
         return 2
@@ -155,6 +178,7 @@ def serve(args: argparse.Namespace) -> int:
         signal.signal(sig, lambda *_: stop.set())
     stop.wait()
     server.stop()
+    lock.release()
     print("ovos-personal-backend stopped", flush=True)
     return 0
 
@@ -212,14 +236,61 @@ def _describe(choice: stt_models.Choice) -> str:
         return f"{choice.module} (fallback: {choice.reason})"
     return f"{choice.module}" + (f" with {choice.model} ({choice.source}: {choice.path})" if choice.model else "")
 
+def import_legacy_command(args: argparse.Namespace) -> int:
+    try:
+        config = config_module.load(args.config, overrides_from(args))
+        with FolderLock(config["data_path"], "import-legacy"):
+            report = legacy_import.run(Store(config["data_path"]), config, config_path(args),
+                                       args.home, args.from_paths, args.dry_run)
+    except (config_module.ConfigError, BackendError, legacy_import.LegacyFormatError,
+            legacy_import.NothingFound) as e:
+        return _failed(e)
+    print("\n".join(report.lines()))
+    return 0
+
+
+def backup_command(args: argparse.Namespace) -> int:
+    """A backup only reads: it runs beside a serving server (see backup.py)."""
+    output = args.output or backup.default_name()
+    try:
+        config = config_module.load(args.config, overrides_from(args))
+        manifest = backup.write(Store(config["data_path"]), config_path(args), output)
+    except FileExistsError:
+        return _failed(f"{output} exists already; choose another --output")
+    except (config_module.ConfigError, BackendError, OSError) as e:
+        return _failed(e)
+    counts = ", ".join(f"{n} {name}" for name, n in manifest["counts"].items() if n)
+    print(f"backup written to {output} (owner-only; it holds secrets): {counts or 'no records'}")
+    return 0
+
+
+def restore_command(args: argparse.Namespace) -> int:
+    try:
+        config = config_module.load(args.config, overrides_from(args))
+        done = backup.restore(args.archive, config["data_path"], config_path(args))
+    except (config_module.ConfigError, BackendError, OSError) as e:
+        return _failed(e)
+    counts = ", ".join(f"{n} {name}" for name, n in done["counts"].items() if n)
+    print(f"restored {args.archive}: {counts or 'no records'}")
+    print(f"the data that was there is kept in {done['kept_data']}")
+    if done["kept_config"]:
+        print(f"the config that was there is kept in {done['kept_config']}")
+    return 0
+
+
+def _failed(error) -> int:
+    print(f"ovos-personal-backend: {getattr(error, 'message', None) or error}", file=sys.stderr)
+    return 2
+
+
+COMMANDS = {"admin-key": admin_key_command, "stt-model": stt_model_command,
+            "import-legacy": import_legacy_command, "backup": backup_command,
+            "restore": restore_command}
+
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    if args.command == "admin-key":
-        return admin_key_command(args)
-    if args.command == "stt-model":
-        return stt_model_command(args)
-    return serve(args)
+    return COMMANDS.get(args.command, serve)(args)
 
 
 if __name__ == "__main__":

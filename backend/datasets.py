@@ -218,29 +218,48 @@ def _check_quota(store: Store, kind: str, uuid: str, size: int, limits: Dict[str
 
 def save(store: Store, kind: str, uuid: str, audio: bytes, transcription: str,
          meta: Optional[dict] = None, limits: Optional[Dict[str, int]] = None, **extra) -> dict:
-    """Store one recording (audio first, then its record: a crash in between leaves an
-    orphan audio file, never a record without audio) and return the record.
+    """Store one recording and return its record.
 
     A device's recordings are bounded by its `limits` (quotas.recordings_*: count, bytes,
     age); the owner's own uploads (None) are not."""
+    record = new_record(kind, uuidlib.uuid4().hex, uuid, audio, transcription, meta,
+                        time.time(), **extra)
+    with _usage_lock:
+        if limits is not None:
+            _check_quota(store, kind, uuid, len(audio), limits)
+        return _keep(store, kind, record, audio)
+
+
+def new_record(kind: str, rec_id: str, uuid: str, audio: bytes, transcription: str,
+               meta: Optional[dict], timestamp: float, **extra) -> dict:
+    """The record of a recording, its audio and fields checked (BadRequest)."""
     if not audio:
         raise BadRequest("the audio is empty")
     extension, _ = check_audio(audio)
-    rec_id = uuidlib.uuid4().hex
-    record = {"recording_id": rec_id, "uuid": uuid, "timestamp": time.time(),
+    record = {"recording_id": rec_id, "uuid": uuid, "timestamp": timestamp,
               "transcription": _text(transcription or "", "transcription"),
               "meta": _meta(meta), "audio_file": f"{rec_id}.{extension}",
               "audio_bytes": len(audio), **extra}
     if kind == WAKEWORDS:
         record.setdefault("audio_tag", UNTAGGED)
         record.setdefault("speaker_tag", UNTAGGED)
-    with _usage_lock:
-        if limits is not None:
-            _check_quota(store, kind, uuid, len(audio), limits)
-        write_atomic(_audio_path(store, kind, record), audio)
-        saved = collection(store, kind).put(rec_id, record)
-        _usage_of(store, kind).add(saved, 1)
+    return record
+
+
+def _keep(store: Store, kind: str, record: dict, audio: bytes) -> dict:
+    """Write the audio, then its record (a crash in between leaves an orphan audio file,
+    never a record without audio); the caller holds `_usage_lock`."""
+    write_atomic(_audio_path(store, kind, record), audio)
+    saved = collection(store, kind).put(record["recording_id"], record)
+    _usage_of(store, kind).add(saved, 1)
     return saved
+
+
+def restore(store: Store, kind: str, record: dict, audio: bytes) -> dict:
+    """Keep a recording made elsewhere (the import of an old backend), as it is: the
+    owner brings it, so no device quota applies."""
+    with _usage_lock:
+        return _keep(store, kind, record, audio)
 
 
 def record_utterance(store: Store, config: dict, device: dict, audio: bytes,

@@ -138,6 +138,16 @@ def _append(store: Store, metric: dict, limits: Optional[Dict[str, int]] = None)
     return metric
 
 
+def restore(store: Store, metrics: List[dict]) -> None:
+    """Keep metrics made elsewhere (the import of an old backend) as they are, in one
+    write: the owner brings them, so no device quota applies."""
+    if not metrics:
+        return
+    with _lock:
+        store.metrics.extend(metrics)
+        _usage.pop(store.metrics, None)  # counted again on the next append
+
+
 def record(store: Store, device: dict, name: str, data,
            limits: Dict[str, int] = quotas.DEFAULT_QUOTAS) -> dict:
     """POST /metric/{name}: store when the device opted in, within its quotas; reply as

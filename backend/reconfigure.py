@@ -63,14 +63,40 @@ def shown(config: dict) -> dict:
     return view
 
 
-def _legacy(dotted: str) -> bool:
-    return any(dotted == k or dotted.startswith(k + ".") for k in config_module.LEGACY_KEYS)
+# why each key of the old backend's config cannot be changed here (it is shown by `shown`)
+LEGACY_REFUSALS = {
+    "server.skip_auth": "this backend always checks device tokens (without that, anyone on "
+                        "the network could act as any device)",
+    "server.geolocate": "this backend never sends a device's address to an IP geolocation service",
+    "server.override_location": "new devices always get the default location here (set location)",
+    "server.database": "this backend keeps its data in files under data_path",
+    "stt_servers": "speech-to-text runs in this backend (set stt.module)",
+    "default_values": "new devices keep the wake word and voice they report; this backend has "
+                      "no defaults for them",
+}
+
+
+def _legacy(dotted: str) -> str:
+    """The old backend's key `dotted` falls under, or ""."""
+    return next((k for k in config_module.LEGACY_KEYS
+                 if dotted == k or dotted.startswith(k + ".")), "")
+
+
+def _refuse_legacy_changes(config: dict, flat: dict) -> None:
+    """An old key posted with the value GET shows is no change (the old manager posts the
+    whole config back); another value is refused, naming the key: nothing here would
+    store it, and a 200 would tell the owner it worked."""
+    showing = _flatten(shown(config))
+    for dotted, value in flat.items():
+        key = _legacy(dotted)
+        if key and showing.get(dotted, None) != value:
+            raise BadRequest(f"{dotted} cannot be changed on this backend: {LEGACY_REFUSALS[key]}")
 
 
 def _clean(config: dict, delta) -> dict:
     """The changes `delta` really makes, checked. The old manager UI posts the whole
     config back: a masked secret means "keep", and the old backend's keys (which
-    `shown` adds) are dropped, since nothing here reads them."""
+    `shown` adds) are dropped when unchanged, refused when changed."""
     if not isinstance(delta, dict):
         raise BadRequest('expected {"config": {...}} with a JSON object')
     if "location" in delta:  # checked first: a wrong shape is a bad location, not unknown keys
@@ -78,7 +104,9 @@ def _clean(config: dict, delta) -> dict:
     unknown = config_module.unknown_keys(delta)
     if unknown:
         raise BadRequest(f"unknown config keys: {unknown[:5]}")
-    flat = {k: v for k, v in _flatten(delta).items() if not _legacy(k)}
+    flat = _flatten(delta)
+    _refuse_legacy_changes(config, flat)
+    flat = {k: v for k, v in flat.items() if not _legacy(k)}
     for secret in config_module.SECRETS:
         if flat.get(secret) == config_module.MASK:
             flat.pop(secret)

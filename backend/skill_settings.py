@@ -353,6 +353,13 @@ def _check_admin_input(skill_id, settings, meta) -> Tuple[dict, dict]:
     return meta_only, {**defaults, **settings}
 
 
+def imported_record(skill_id, display_name, meta, settings=None) -> dict:
+    """A skill's record from another backend's data (the import of an old backend),
+    checked as the admin's input is; values in the meta fields are recovered."""
+    meta_only, values = _check_admin_input(skill_id, settings, meta)
+    return _record(skill_id, display_name, meta_only, values)
+
+
 def admin_view(record: dict, gid: str) -> dict:
     view = wire_entry(record, gid)
     view.update(skill_id=record["skill_id"], settings=record.get("settings", {}),

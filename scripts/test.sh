@@ -77,6 +77,11 @@ python3 -m venv .venv-padatious
   -r test/requirements-padatious.txt
 # without its declared dependencies (ovos-workshop<8...): requirements-padatious.txt has the rest
 .venv-padatious/bin/pip install -q --no-deps -c test/constraints-padatious.txt ovos-padatious
+# the real old backends the import tests make their data with (kept between runs)
+echo "== old backends for the import tests"
+if ! bash scripts/legacy_venvs.sh; then
+  failed+=("the old backends' venvs (scripts/legacy_venvs.sh)")
+fi
 
 # lint: names that do not exist, syntax errors and likely bugs (F, E9, B); not style
 echo "== ruff check --select F,E9,B"

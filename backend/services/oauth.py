@@ -111,13 +111,21 @@ def put_app(store: Store, app_id: str, body) -> dict:
     changes = _app_changes(app_id, body)
 
     def apply(current: Optional[dict]) -> dict:
-        app = {**(current or {}), **changes}
-        missing = [name for name in REQUIRED if not app.get(name)]
-        if missing:
-            raise BadRequest(f"{', '.join(missing)} required for a new OAuth app")
-        return app
+        return _complete({**(current or {}), **changes})
 
     return store.oauth_apps.update(app_id, apply)
+
+
+def checked_app(app_id: str, body) -> dict:
+    """A whole app from another backend's data (the import), checked as the admin's is."""
+    return _complete(_app_changes(check_app_id(app_id), body))
+
+
+def _complete(app: dict) -> dict:
+    missing = [name for name in REQUIRED if not app.get(name)]
+    if missing:
+        raise BadRequest(f"{', '.join(missing)} required for a new OAuth app")
+    return app
 
 
 def _app_changes(app_id: str, body) -> dict:

@@ -1,5 +1,6 @@
 """The admin pages. Each view calls the same domain functions as the admin API, so a
 change made here is checked exactly as one made through the client."""
+import io
 import json
 import time
 from datetime import datetime
@@ -10,7 +11,7 @@ from flask import (Blueprint, Response, abort, current_app, flash, jsonify, redi
 from werkzeug.exceptions import HTTPException
 
 from .. import config as config_module
-from .. import datasets, definitions, devices, metrics, pairing, reconfigure, skill_settings
+from .. import backup, datasets, definitions, devices, metrics, pairing, reconfigure, skill_settings
 from ..api import get_config, get_service, get_store
 from ..errors import BackendError, BadRequest, NotFound
 from ..services import places
@@ -539,6 +540,17 @@ def config_save():
     else:
         flash("Saved and applied.", "info")
     return _back("web.config_page")
+
+
+@bp.post("/backup")
+def backup_download():
+    """The whole store as one archive (backup.py): a POST, so it carries the CSRF token
+    like every form here, since the archive holds secrets; never cached."""
+    archive = io.BytesIO()
+    backup.write(get_store(), _config_path(), archive)
+    return Response(archive.getvalue(), mimetype="application/gzip", headers={
+        "Content-Disposition": f'attachment; filename="{backup.default_name()}"',
+        "Cache-Control": "no-store"})
 
 
 @bp.get("/config/location")
