@@ -165,7 +165,7 @@ def overhead(stt: SpeechToText, corpus, rounds: int) -> dict:
     backend's options, SpeechToText.transcribe, POST /v1/stt through the real client."""
     from ovos_backend_client.backends.personal import PersonalBackend
     from ovos_skill_personal_backend.backend import config as backend_config
-    from ovos_skill_personal_backend.backend import create_app, pairing
+    from ovos_skill_personal_backend.backend import create_app, pairing, vocabulary
     from ovos_skill_personal_backend.backend.server import BackendServer
     from ovos_skill_personal_backend.backend.store import Store
     config = backend_config.load(os.path.join(SANDBOX, "none.conf"), {
@@ -183,11 +183,14 @@ def overhead(stt: SpeechToText, corpus, rounds: int) -> dict:
         client = PersonalBackend(server.url, identity_file=identity)
         engine = stt.load()
         samples = [(u, stt_service.decode_audio(u.audio)) for u in corpus]
+        # the prompt the route gives Whisper (the house vocabulary), given to the others too
+        # (but the plugin's own execute(), which takes none): a prompt lengthens decoding
+        house = vocabulary.phrases(store, "en-us")
         ways = {
-            "plugin execute()": lambda u, pcm: engine.execute(stt_service.to_audio_data(pcm), "en-us"),
+            "plugin execute() (no prompt)": lambda u, pcm: engine.execute(stt_service.to_audio_data(pcm), "en-us"),
             "model, backend options": lambda u, pcm: stt_service._whisper_transcribe(
-                engine.engine, engine, pcm, "en-us", None),
-            "SpeechToText.transcribe": lambda u, pcm: stt.transcribe(u.audio, "en-us"),
+                engine.engine, engine, pcm, "en-us", stt_service.prompt(house)),
+            "SpeechToText.transcribe": lambda u, pcm: stt.transcribe(u.audio, "en-us", vocabulary=house),
             "HTTP /v1/stt (client stt_get)": lambda u, pcm: client.stt_get(u.audio, "en-us"),
         }
         served.load()
