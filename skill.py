@@ -23,7 +23,7 @@ from ovos_workshop.decorators import intent_handler
 from ovos_workshop.skills import OVOSSkill
 
 from .backend import config as config_module
-from .backend import backup, create_app, devices, legacy_import, pairing, reconfigure
+from .backend import backup, create_app, devices, legacy_import, pairing, reconfigure, service
 from .backend.errors import BackendError
 from .backend.server import BackendServer
 from .backend.services import places
@@ -442,6 +442,21 @@ class PersonalBackendSkill(OVOSSkill):
                 self.settings["private_speech"] = private
                 self.settings.store()
         self.speak_dialog(dialog)
+
+    @intent_handler("speech.quality.intent")
+    @admin_action
+    def handle_speech_quality(self, message):
+        """Which engine understands this house, and why it is the fallback when it is."""
+        if self.server is None:
+            self.speak_dialog("backend.not.running")
+            return
+        status = service(self.server.app, "stt").status(self.lang)
+        if status["fallback_reason"]:
+            self.speak_dialog("speech.quality.fallback", {"reason": status["fallback_reason"]})
+        elif status["model"]:
+            self.speak_dialog("speech.quality.good", {"model": status["model"]})
+        else:
+            self.speak_dialog("speech.quality.other", {"engine": status["engine"]})
 
     @intent_handler("speech.private.intent")
     @admin_action

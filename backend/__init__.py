@@ -55,6 +55,12 @@ def create_app(config: Optional[dict] = None, store: Optional[Store] = None,
     return app
 
 
+def service(app: Flask, name: str):
+    """One of the app's service objects ("stt", "tts", ...), for callers outside a request
+    (the skill)."""
+    return app.extensions["personal_backend"]["services"][name]
+
+
 def close_services(app) -> None:
     """Stop what the app's services run beside it (the speech worker processes); a later
     request starts them again."""

@@ -25,7 +25,7 @@ from .store import Store
 SKILL_GROUPS = ("opm.skill", "ovos.plugin.skill")
 OWN_LOCALE = join(dirname(dirname(__file__)), "locale")
 COMMON_COMMANDS = "common_commands.txt"
-_ALTERNATIVES = re.compile(r"\(([^()|]*)(?:\|[^()]*)?\)")   # "(a|b)" -> "a"
+_CHOICE = re.compile(r"\(([^()]*)\)")   # an innermost "(a|b)" or "(a|)"
 _OPTIONAL_OR_SLOT = re.compile(r"\[[^\]]*\]|\{[^}]*\}")     # "[x]" and "{slot}" -> ""
 
 
@@ -58,14 +58,17 @@ def _common_commands(lang: str) -> Tuple[str, ...]:
 @functools.lru_cache(maxsize=64)
 def _intent_examples(locale: str, lang: str) -> Tuple[Tuple[str, ...], ...]:
     """Per intent file of `locale`/<lang>/ (any depth), its examples with the first
-    alternative of each choice and without optional parts and slots."""
+    alternative of each choice and without optional parts; lines with slots left out."""
     files = sorted(glob.glob(join(glob.escape(locale), glob.escape(lang), "**", "*.intent"),
                              recursive=True))
     intents = []
     for path in files:
         try:
             with open(path, encoding="utf-8") as f:
-                lines = [_expand(line) for line in f if line.strip() and not line.startswith("#")]
+                # a line with a slot would be a fragment ("change my location to"): its
+                # slot-free neighbours carry the intent's words
+                lines = [_expand(line) for line in f
+                         if line.strip() and not line.startswith("#") and "{" not in line]
         except OSError as e:
             LOG.warning(f"vocabulary: cannot read {path}: {e}")
             continue
@@ -74,8 +77,17 @@ def _intent_examples(locale: str, lang: str) -> Tuple[Tuple[str, ...], ...]:
 
 
 def _expand(template: str) -> str:
-    text = _ALTERNATIVES.sub(lambda m: m.group(1), template)
+    """A template's plainest sentence: the first of each choice, optional words ("(please |)",
+    "[x]") and slots left out; nested choices from the inside out."""
+    text, previous = template, None
+    while text != previous:
+        previous, text = text, _CHOICE.sub(_first_choice, text)
     return " ".join(_OPTIONAL_OR_SLOT.sub(" ", text).split())
+
+
+def _first_choice(match: "re.Match") -> str:
+    options = match.group(1).split("|")
+    return "" if any(not option.strip() for option in options) else options[0]
 
 
 def _interleaved(intents: Iterable[Tuple[str, ...]]) -> List[str]:
