@@ -1,6 +1,6 @@
 """How long a device takes to join the household backend, and to find it again after it moved.
 
-    sudo python bench/join.py [--rounds 5]
+    python bench/join.py [--rounds 5]     # as root
 
 Runs two devices (test/device_process.py: each the skill in its own ovoscope MiniCroft,
 own HOME/XDG tree and bus) in a private network namespace (root needed; nothing leaves it):

@@ -137,6 +137,28 @@ def test_the_client_follows_the_backend_to_another_port(server, client, joined):
                       .get("url") == status["link_url"])
 
 
+def test_a_client_keeps_its_settings_while_the_backend_is_off_and_syncs_when_it_is_back(
+        server, client, joined):
+    before = client.call("status")
+    # the server device's owner switches it to client mode: its backend stops (no restart)
+    assert server.call("settings", values={"mode": "client"})["server_port"] is None
+    assert wait_until(lambda: not client.call("status")["reachable"], timeout=60)
+    assert client.call("say", text="which backend am I using")["dialogs"] == ["backend.unreachable"]
+    status = client.call("status")
+    assert (status["web_cache"], status["identity"]) == (before["web_cache"], before["identity"])
+    assert status["user_config"] in (before["user_config"], None)  # None: read mid-write
+    back_at = time.time()
+    assert server.call("settings", values={"mode": "server"})["server_port"]
+
+    def back():
+        status = client.call("status")
+        return status["reachable"] and status["last_sync"] > back_at
+
+    assert wait_until(back, timeout=60), client.log
+    print(f"\nbackend back on: client synced with it again after "
+          f"{client.call('status')['last_sync'] - back_at:.3f} s")
+
+
 def test_a_forgotten_client_says_it_was_disconnected_then_restores_its_config(server, client,
                                                                              joined):
     uuid = joined["uuid"]
@@ -153,3 +175,19 @@ def test_a_forgotten_client_says_it_was_disconnected_then_restores_its_config(se
     status = client.call("status")
     assert status["user_config"] == CLIENT_CONFIG
     assert status["identity"] is None and status["web_cache"] is None
+
+
+def test_a_client_joins_a_backend_named_by_its_address(server, client):
+    port = server.call("status")["server_port"]
+    mark = client.call("mark")
+    turn = client.call("say", text=f"use the backend at 10 dot 77 dot 0 dot 1 port {port}")
+    assert turn["dialogs"] == ["join.code"], (turn, client.log)
+    assert server.call("say", text="approve the new device")["dialogs"] == ["approved"]
+    assert client.call("wait_dialog", dialog="joined", since=mark["index"], timeout=60)["found"]
+    status = client.call("status")
+    assert status["link_url"] == f"http://10.77.0.1:{port}"
+    assert status["user_config"]["server"]["url"] == status["link_url"]
+    assert client.call("say", text="disconnect from the personal backend")["dialogs"] == \
+        ["left.backend"]
+    status = client.call("status")
+    assert status["user_config"] == CLIENT_CONFIG and status["identity"] is None
