@@ -50,7 +50,7 @@ DEFAULTS = {
     "backend_url": "",  # client mode: the backend to join ("" = find it on the network)
     "backend_name": "",  # server mode: the name clients hear ("" = this machine's name)
 }
-SERVER_SETTINGS = ("host", "port", "admin_key", "pairing", "data_path")
+SERVER_SETTINGS = ("host", "port", "admin_key", "pairing", "data_path", "backend_name")
 # Internal state, kept in the skill's own state file (device/state.py), never in
 # settings.json (older versions kept it there: it is moved out at load):
 #   _previous_config  mycroft.conf values replaced when pointing the device here
