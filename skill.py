@@ -8,6 +8,7 @@ handled by device/mycroft_conf.py; device/ also holds the sync agent.
 """
 import errno
 import functools
+import socket
 import threading
 import time
 from os.path import join
@@ -28,6 +29,7 @@ from .backend.errors import BackendError
 from .backend.server import BackendServer
 from .backend.services import places
 from .backend.store import FolderLock, Store
+from .device import client, discovery
 from .device.agent import SyncAgent
 from .device.state import StateFile
 from .device.transports import LocalTransport, SyncError
@@ -46,8 +48,11 @@ DEFAULTS = {
     "private_speech": False,  # this device's speech through the backend (stock plugins)
     "backup_days": 7,  # automatic daily backups are kept this many days
     "backup_folder": "",  # "" = beside the data folder (<data folder>-backups)
+    "mode": "server",  # "client": run no backend here, join one elsewhere
+    "backend_url": "",  # client mode: the backend to join ("" = find it on the network)
+    "backend_name": "",  # server mode: the name clients hear ("" = this machine's name)
 }
-SERVER_SETTINGS = ("host", "port", "admin_key", "pairing", "data_path")
+SERVER_SETTINGS = ("host", "port", "admin_key", "pairing", "data_path", "backend_name")
 # Internal state, kept in the skill's own state file (device/state.py), never in
 # settings.json (older versions kept it there: it is moved out at load):
 #   _previous_config  mycroft.conf values replaced when pointing the device here
@@ -55,9 +60,14 @@ SERVER_SETTINGS = ("host", "port", "admin_key", "pairing", "data_path")
 #   _device_uuid      the device this skill paired ("this device")
 #   _other_backend    the foreign server URL the owner was already told about
 #   _speech_previous  mycroft.conf speech values replaced by "keep my voice private"
+#   _client_url       client mode: the backend this device joined (and its API version
+#   _client_version   in `_client_version`)
+#   _client_aside     client mode: identity2.json and web_cache.json were set aside
 #   skills, manifest  the sync agent's bookkeeping (device/agent.py)
 STATE_KEYS = ("_previous_config", "_pointed_url", "_device_uuid", "_other_backend",
               "_speech_previous")
+# client mode: how often the agent asks the backend elsewhere (a 304 when nothing changed)
+CLIENT_POLL_SECONDS = 10.0
 # how often the agent looks for settings edited on the device when nothing woke it
 LOCAL_POLL_SECONDS = 10.0
 BACKUP_EVERY = 24 * 3600  # seconds between automatic backups
@@ -73,7 +83,7 @@ def admin_action(handler):
     @functools.wraps(handler)
     def wrapper(self, message):
         if self.store is None:
-            self.speak_dialog("backend.not.running")
+            self.speak_dialog("ask.server.device" if self.client_mode else "backend.not.running")
             return
         try:
             handler(self, message)
@@ -140,6 +150,9 @@ class PersonalBackendSkill(OVOSSkill):
         self.state: Optional[StateFile] = None
         self.agent: Optional[SyncAgent] = None
         self._folder_lock: Optional[FolderLock] = None
+        self.advertiser: Optional[discovery.Advertiser] = None
+        self.link: Optional[client.Link] = None  # client mode: synced with a backend elsewhere
+        self.joining: Optional[client.PairingSession] = None
         self._lock = threading.RLock()
         self._default_shutdown_done = False
         super().__init__(*args, **kwargs)
@@ -161,10 +174,7 @@ class PersonalBackendSkill(OVOSSkill):
             self.settings.store()
         try:
             with self._lock:
-                self._start_backend()
-                self._sync_device_pointing()
-                self._start_sync()
-                self._sync_private_speech()
+                self._apply_settings()
         except Exception:
             # the loader only runs default_shutdown() after a failed initialize():
             # free the port here or it stays taken until the process exits
@@ -178,14 +188,24 @@ class PersonalBackendSkill(OVOSSkill):
         self._offer_legacy_import_once()
 
     def shutdown(self):
-        """Stop serving and free the port; safe to call any number of times."""
+        """Stop serving and free the port, stop syncing and joining; safe to call any
+        number of times."""
         with self._lock:
             server, self.server = self.server, None
             agent, self.agent = self.agent, None
             folder_lock, self._folder_lock = self._folder_lock, None
+            advertiser, self.advertiser = self.advertiser, None
+            joining, self.joining = self.joining, None
+            link, self.link = self.link, None  # its agent is `agent`
             self._running_settings = None
-        if agent is not None:
+        if joining is not None:
+            joining.cancel()
+        if link is not None:
+            link.stop()
+        elif agent is not None:
             agent.stop()
+        if advertiser is not None:
+            advertiser.stop()
         if server is not None:
             server.stop()
         if folder_lock is not None:
@@ -202,16 +222,32 @@ class PersonalBackendSkill(OVOSSkill):
         super().default_shutdown()
 
     def on_settings_changed(self):
-        """Apply edited settings: restart the server if its settings changed, then
-        point the device here or restore its previous configuration."""
+        """Apply edited settings, without a restart of ovos-core."""
         with self._lock:
+            self._apply_settings()
+
+    @property
+    def client_mode(self) -> bool:
+        return self.settings.get("mode") == "client"
+
+    def _apply_settings(self) -> None:
+        """Server mode: (re)start the server if its settings changed, then point the device
+        here or restore its previous configuration. Client mode: no server; keep in sync
+        with the backend this device joined, if any."""
+        if self.client_mode:
+            if self.server is not None:  # leaving server mode
+                self.shutdown()
+            if not self.state.get("_client_aside"):
+                self._restore_device()  # never joined: undo pointing at the server it ran
+            self._start_link()
+        else:
             # a server that did not start (busy port) is retried on any settings save
             if self.server is None or self._server_settings() != self._running_settings:
                 self.shutdown()
                 self._start_backend()
             self._sync_device_pointing()
             self._start_sync()
-            self._sync_private_speech()
+        self._sync_private_speech()
 
     def _server_settings(self) -> dict:
         return {key: self.settings.get(key, DEFAULTS[key]) for key in SERVER_SETTINGS}
@@ -258,6 +294,9 @@ class PersonalBackendSkill(OVOSSkill):
             return
         config["server"]["port"] = server.port  # the bound one, when asked for port 0
         self.server = server
+        self.advertiser = discovery.Advertiser(
+            server.host, server.port, config["server"]["version"], config["server"]["pairing"],
+            str(self.settings.get("backend_name") or "") or socket.gethostname()).start()
 
     def _report_failure(self, reason: str) -> None:
         LOG.error(f"personal backend not started: {reason}")
@@ -325,14 +364,15 @@ class PersonalBackendSkill(OVOSSkill):
             return ""
         return current
 
-    def _point_device(self) -> None:
-        url = self.local_url
-        previous = device_config.point_at(url, self.backend_config["server"]["version"])
+    def _point_device(self, url: str = "", version: str = "") -> None:
+        """Point the device at a backend: its own (by default), or one elsewhere."""
+        url = url or self.local_url
+        previous = device_config.point_at(url, version or self.backend_config["server"]["version"])
         if "_previous_config" not in self.state:  # keep the very first snapshot
             self.state.set("_previous_config", previous)
         self.state.set("_pointed_url", url)
         self.state.pop("_other_backend")
-        if not self.settings.get("point_device_here"):
+        if not self.settings.get("point_device_here") and not self.client_mode:
             self.settings["point_device_here"] = True
             self.settings.store()
         LOG.info(f"this device now uses the personal backend at {url}")
@@ -375,13 +415,161 @@ class PersonalBackendSkill(OVOSSkill):
             self.speak_dialog("now.using")
 
     @intent_handler("stop.using.intent")
-    @admin_action
     def handle_stop_using(self, message):
+        if self.client_mode:
+            self.handle_disconnect(message)
+        else:
+            self._stop_using_here(message)
+
+    @admin_action
+    def _stop_using_here(self, message):
         with self._lock:
             self.settings["point_device_here"] = False
             restored = self._restore_device()
             self.settings.store()
         self.speak_dialog("stopped.using" if restored else "not.using")
+
+    # client mode: this device joins a backend elsewhere -------------------------------
+
+    def _start_link(self) -> None:
+        """Keep in sync with the backend this device joined (if any, and not yet)."""
+        url = self.state.get("_client_url")
+        if url is None or self.link is not None or not device_config.identity().access:
+            return
+        self.link = client.Link(url, self.state.get("_client_version", "v1"), self.bus,
+                                self.state, skip={self.skill_id}, on_revoked=self._on_revoked,
+                                on_moved=self._on_moved, poll_interval=CLIENT_POLL_SECONDS)
+        self.agent = self.link.start().agent
+        LOG.info(f"keeping this device in sync with the backend at {url}")
+
+    def _on_revoked(self) -> None:
+        """The backend forgot this device (in the agent's thread, which ends): the last
+        configuration stays; the owner may join again."""
+        self.link, self.agent = None, None
+        self.state.pop("_client_url")
+        self.speak_dialog("disconnected.by.backend")
+
+    def _on_moved(self, url: str) -> None:
+        """The backend answers at a new address or port: follow it."""
+        self.state.set("_client_url", url)
+        self._point_device(url, self.state.get("_client_version", "v1"))
+
+    def _find_backend(self) -> Optional[discovery.Backend]:
+        """The backend to join: the `backend_url` setting, else the one found on the
+        network (asking which, by name, when there are several)."""
+        url = client.backend_url(str(self.settings.get("backend_url") or ""))
+        if url:
+            return discovery.Backend(name=url, url=url, version="v1", pairing="")
+        found = discovery.browse()
+        if len(found) <= 1:
+            return found[0] if found else None
+        names = [backend.name for backend in found]
+        answer = self.get_response(
+            "which.backend", {"names": self._join(names, "or")},
+            validator=lambda utterance: pick(names, utterance, self.lang) or False,
+            num_retries=1)
+        return found[names.index(answer)] if answer in names else None
+
+    def _join_backend(self, backend: discovery.Backend) -> None:
+        """Point this device at `backend` and start the code pairing; the owner approves
+        the code on the device that runs the backend."""
+        with self._lock:
+            if self.joining is not None:
+                self.joining.cancel()
+            if self.link is not None:
+                self.link.stop()
+                self.link, self.agent = None, None
+            joining = client.PairingSession(backend.url, backend.version,
+                                            on_paired=functools.partial(self._joined, backend),
+                                            on_failed=self._join_failed)
+            try:
+                code = joining.request_code()
+            except client.PairingFailed as e:
+                self._join_failed(str(e))
+                return
+            self._point_device(backend.url, backend.version)
+            if not self.state.get("_client_aside"):
+                client.set_aside(client.client_files())
+                self.state.set("_client_aside", True)
+            self.joining = joining
+            joining.start()
+        self.speak_dialog("join.code", {"code": spell(code)})
+
+    def _joined(self, backend: discovery.Backend, login: dict) -> None:
+        with self._lock:
+            self.joining = None
+            device_config.save_identity(login)
+            self.state.set("_client_url", backend.url)
+            self.state.set("_client_version", backend.version)
+            self._start_link()
+        self.bus.emit(Message("mycroft.paired", {"uuid": login["uuid"]}))
+        self.speak_dialog("joined", {"host": urlparse(backend.url).hostname})
+
+    def _join_failed(self, reason: str) -> None:
+        self.joining = None
+        LOG.error(f"joining the personal backend failed: {reason}")
+        self.speak_dialog("join.failed", {"reason": reason})
+
+    @intent_handler("connect.intent")
+    def handle_connect(self, message):
+        if not self.client_mode:
+            self.speak_dialog("not.client.mode")
+        elif self.link is not None:
+            self.speak_dialog("already.joined", {"host": urlparse(self.link.url).hostname})
+        else:
+            backend = self._find_backend()
+            if backend is None:
+                self.speak_dialog("no.backend.found")
+            else:
+                self._join_backend(backend)
+
+    @intent_handler("connect.at.intent")
+    def handle_connect_at(self, message):
+        url = client.backend_url(message.data.get("address", ""))
+        if not self.client_mode:
+            self.speak_dialog("not.client.mode")
+        elif not url:
+            self.speak_dialog("no.backend.found")
+        else:
+            self.settings["backend_url"] = url
+            self.settings.store()
+            self._join_backend(discovery.Backend(name=url, url=url, version="v1", pairing=""))
+
+    @intent_handler("disconnect.intent")
+    def handle_disconnect(self, message):
+        if not self.client_mode:
+            self._stop_using_here(message)
+            return
+        with self._lock:
+            joined = self.link is not None or self.joining is not None or \
+                self.state.get("_client_aside", False)
+            self.shutdown()
+            self._restore_device()
+            if self.state.get("_client_aside"):
+                client.put_back(client.client_files())
+            for key in ("_client_url", "_client_version", "_client_aside"):
+                self.state.pop(key)
+        self.bus.emit(Message("configuration.updated"))
+        self.speak_dialog("left.backend" if joined else "not.joined")
+
+    @intent_handler("which.backend.intent")
+    def handle_which_backend(self, message):
+        if not self.client_mode:
+            url = device_config.server_url()
+            if self._points_here():
+                self.speak_dialog("using.own.backend")
+            elif url:
+                self.speak_dialog("using.other.backend", {"url": url})
+            else:
+                self.speak_dialog("not.using")
+        elif self.link is not None:
+            url = urlparse(self.link.url)
+            self.speak_dialog("joined.backend" if self.link.reachable else "backend.unreachable",
+                              {"host": url.hostname, "port": url.port})
+        elif self.joining is not None:
+            self.speak_dialog("join.waiting")
+        else:
+            self.speak_dialog("not.joined")
 
     # this device's speech through the backend -----------------------------------------
 
@@ -477,8 +665,14 @@ class PersonalBackendSkill(OVOSSkill):
         return devices.get(self.store, uuid)["name"]
 
     @intent_handler("pair.intent")
-    @admin_action
     def handle_pair(self, message):
+        if self.client_mode:
+            self.handle_connect(message)
+        else:
+            self._pair_here(message)
+
+    @admin_action
+    def _pair_here(self, message):
         if not self._ensure_pointed():
             return
         if device_config.is_paired(self.store):

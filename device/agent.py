@@ -70,7 +70,9 @@ class SyncAgent:
 
     def __init__(self, transport: Transport, bus, state: StateFile, uuid: str,
                  skip: Iterable[str] = (), poll_interval: float = 30.0,
-                 find_skills: Callable[[], Dict[str, str]] = skills.installed):
+                 find_skills: Callable[[], Dict[str, str]] = skills.installed,
+                 on_error: Optional[Callable[[SyncError], None]] = None):
+        self.on_error = on_error  # called in the agent's thread after a failed round
         self.transport, self.bus, self.state, self.uuid = transport, bus, state, uuid
         self.skip = set(skip)
         self.poll_interval = poll_interval
@@ -120,6 +122,8 @@ class SyncAgent:
             self.last_error = str(e)
             LOG.warning(f"device sync failed ({e}); the device keeps its current settings; "
                         f"retrying in {self.retry_delay():.0f} s")
+            if self.on_error is not None:
+                self.on_error(e)
             return False
         except Exception as e:  # a bug must not kill the thread: the next round retries
             self.failures += 1

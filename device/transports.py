@@ -22,6 +22,14 @@ class SyncError(Exception):
     """The backend cannot be reached or refused the device; the message says which."""
 
 
+class Unreachable(SyncError):
+    """No answer from the backend (it is off, or moved to another address or port)."""
+
+
+class Revoked(SyncError):
+    """The backend no longer knows this device's token (401): it was forgotten there."""
+
+
 class Transport:
     """What the agent needs from a backend."""
 
@@ -120,6 +128,7 @@ class HttpTransport(Transport):
     """The device API of a backend elsewhere, with the device's bearer token."""
 
     def __init__(self, url: str, version: str, uuid: str, token: str, timeout: float = 10):
+        self.url = url.rstrip("/")
         self.base = f"{url.rstrip('/')}/{version}/device/{uuid}"
         self.timeout = timeout
         self.session = requests.Session()
@@ -132,9 +141,9 @@ class HttpTransport(Transport):
         try:
             response = self.session.request(method, self.base + path, timeout=self.timeout, **kwargs)
         except requests.RequestException as e:
-            raise SyncError(f"backend unreachable at {self.base}: {e.__class__.__name__}") from e
+            raise Unreachable(f"backend unreachable at {self.base}: {e.__class__.__name__}") from e
         if response.status_code == 401:
-            raise SyncError("the backend no longer accepts this device's token (401): "
+            raise Revoked("the backend no longer accepts this device's token (401): "
                             "pair the device again")
         if response.status_code >= 400 and response.status_code != 304:
             detail = response.text[:200].strip()
