@@ -72,7 +72,7 @@ def phrasings(lang: str) -> Dict[str, List[str]]:
 
 def filled(sentence: str, lang: str, code: str = "abc123") -> str:
     values = {"name": LANGS[lang].name, "location": LANGS[lang].place,
-              "code": spoken_code(code.upper(), lang)}
+              "code": spoken_code(code.upper(), lang), "address": "192.168.1.20"}
     return SLOT.sub(lambda m: values[m.group(1)], sentence)
 
 
