@@ -2,8 +2,8 @@
 
 Whisper is given them as its initial prompt (services/stt.py, `prompt`): what any voice
 assistant is asked most (locale/<lang>/common_commands.txt: the stock OVOS skills' time,
-weather, timer, volume, music... commands), then the intent examples of this skill and of
-the skills installed on the house's devices, as far as this machine knows them. A device's manifest (PUT /skillJson) names its skills but holds
+weather, timer, volume, music... commands), then the examples and intent examples of this
+skill and of the skills installed on the house's devices, as far as this machine knows them. A device's manifest (PUT /skillJson) names its skills but holds
 no examples, so a skill's examples are read from its `locale/<lang>/` files when it is
 installed here too (the backend usually runs inside the house's own ovos-core). On
 espeak-ng speech the prompt takes tiny.en's WER on the skill's commands well down and
@@ -11,6 +11,7 @@ leaves other commands as they were (bench/stt_accuracy.py measures both).
 """
 import functools
 import glob
+import json
 import re
 from importlib import metadata
 from importlib.util import find_spec
@@ -30,20 +31,35 @@ _OPTIONAL_OR_SLOT = re.compile(r"\[[^\]]*\]|\{[^}]*\}")     # "[x]" and "{slot}"
 
 
 def phrases(store: Store, lang: str) -> List[str]:
-    """The common commands in `lang`, this skill's intent examples, then those of the
-    other skills the devices' manifests list and this machine has installed; the first
-    example of each intent before the second ones, so a prompt cut short still covers
-    every intent."""
+    """The common commands in `lang`; the examples each skill shows its owner (skill.json:
+    the commands it is most asked, whatever the number of its intents), this skill's first,
+    then those of the other skills the devices' manifests list and this machine has
+    installed; then their intent examples, the first of each intent before the second
+    ones. Most likely first, so a prompt cut short keeps what matters."""
     lang = lang.lower()
     skill_ids = sorted({skill for device in devices.list_all(store)
                         for skill in devices.installed_skills(device) or ()})
     folders = [OWN_LOCALE] + [join(folder, "locale") for folder in _skill_folders(tuple(skill_ids))]
     found: List[str] = list(_common_commands(lang))
-    for folder in folders:
-        for phrase in _interleaved(_intent_examples(folder, lang)):
-            if phrase not in found:
-                found.append(phrase)
+    candidates = [phrase for folder in folders for phrase in _shown_examples(folder, lang)]
+    candidates += [phrase for folder in folders
+                   for phrase in _interleaved(_intent_examples(folder, lang))]
+    for phrase in candidates:
+        if phrase not in found:
+            found.append(phrase)
     return found
+
+
+@functools.lru_cache(maxsize=64)
+def _shown_examples(locale: str, lang: str) -> Tuple[str, ...]:
+    """The `examples` of `locale`/<lang>/skill.json, as sentences without end punctuation."""
+    try:
+        with open(join(locale, lang, "skill.json"), encoding="utf-8") as f:
+            examples = json.load(f).get("examples") or []
+    except (OSError, ValueError, AttributeError):
+        return ()
+    return tuple(" ".join(str(e).rstrip(".?!").split()) for e in examples
+                 if isinstance(e, str) and e.strip())
 
 
 @functools.lru_cache(maxsize=16)
