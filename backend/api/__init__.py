@@ -7,7 +7,7 @@ import hmac
 from flask import Response, current_app, g, jsonify, request
 from werkzeug.exceptions import UnsupportedMediaType
 
-from .. import pairing, ratelimit
+from .. import pairing, ratelimit, service
 from ..errors import BadRequest, Forbidden, Unauthorized
 from ..store import Store, check_storable
 
@@ -22,7 +22,7 @@ def get_config() -> dict:
 
 def get_service(name: str):
     """A service object (stt, mail, ...) built by the app factory."""
-    return current_app.extensions["personal_backend"]["services"][name]
+    return service(current_app, name)
 
 
 def json_body(default=None):

@@ -37,8 +37,7 @@ MAX_LANGS = 32
 @bp.post("/device/<uuid>/speech")
 @device_required
 def issue_speech_url(uuid):
-    """A new speech URL for the calling device (the previous one stops working), with the
-    plugin blocks to put in its mycroft.conf."""
+    """A new speech URL for the calling device (the previous one stops working)."""
     secret = speech_access.issue(get_store(), g.uuid)
     return jsonify({"url": speech_access.url(request.host_url, secret)})
 

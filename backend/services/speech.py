@@ -41,10 +41,6 @@ class _Engine:
         self.pool = EnginePool(self.kind, (self.config, *engine_args), size=self.admission.running,
                                timeout=float(self.config.get("timeout_seconds") or self.default_timeout))
 
-    def load(self) -> None:
-        """Start a worker and load the engine in it now (the first request would)."""
-        self.pool.call("load")
-
     def close(self) -> None:
         self.pool.close()
 
