@@ -7,6 +7,7 @@ hashes and compared in constant time. Access tokens do not expire because
 ovos-backend-client never refreshes them (api-contract §2.3); they are revoked by
 rotation (`/auth/token`), re-pairing and unpairing instead.
 """
+import base64
 import hashlib
 import hmac
 import math
@@ -327,6 +328,15 @@ def _device_uuid(state: str) -> str:
         return str(uuidlib.uuid4())
 
 
+def _token_pair() -> Tuple[str, str]:
+    """Two independent 256-bit tokens (as `secrets.token_urlsafe(32)` makes them) from one
+    read of the system's random source: each read hands the GIL to another request."""
+    raw = secrets.token_bytes(64)
+    access, refresh = (base64.urlsafe_b64encode(half).rstrip(b"=").decode("ascii")
+                       for half in (raw[:32], raw[32:]))
+    return access, refresh
+
+
 class _Rotated(Exception):
     """The token presented for a rotation was rotated meanwhile, by a concurrent request."""
 
@@ -337,7 +347,7 @@ def issue_tokens(store: Store, uuid: str, replacing: str = "") -> dict:
     `replacing` is the token a rotation presents: it is checked again inside the
     device's atomic update, so of concurrent rotations with one token exactly one
     wins and the others raise `_Rotated` (a check before the update lets several pass)."""
-    access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    access, refresh = _token_pair()
 
     def apply(device):
         if device is None:

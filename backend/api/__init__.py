@@ -64,11 +64,12 @@ def conditional_json(data) -> Response:
     (api-contract §1.5); ovos-backend-client never sends it and always gets the body."""
     response = jsonify(data)
     etag = hashlib.blake2b(response.get_data(), digest_size=12).hexdigest()
-    # If-None-Match compares weakly (RFC 9110 13.1.2): W/"<tag>" matches too
-    if request.if_none_match.contains_weak(etag):
+    # If-None-Match compares weakly (RFC 9110 13.1.2): W/"<tag>" matches too; parsed
+    # only when sent (ovos-backend-client never sends it)
+    if "HTTP_IF_NONE_MATCH" in request.environ and request.if_none_match.contains_weak(etag):
         response = current_app.response_class(status=304)
         del response.headers["Content-Type"]
-    response.set_etag(etag)
+    response.headers["ETag"] = f'"{etag}"'
     return response
 
 
