@@ -52,6 +52,7 @@ def fill(data: str, devices: int, skills: int, metrics: int) -> None:
         skill_settings.shared_put(store, f"skill-fill-{n}.openvoiceos", settings={
             "volume": n, "city": "Lisbon", "units": "metric", "note": "x" * 80})
     scale._prefill_metrics(data, metrics, uuids[0] if uuids else str(uuidlib.uuid4()))
+    os.sync()  # else the kernel writes the fill back during the first rounds, slowing the full store's fsyncs
 
 
 def skill_put(client: fleet.Client, device: fleet.Device, value: int, skill: str = fleet.SKILL) -> int:
