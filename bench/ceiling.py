@@ -1,6 +1,7 @@
 """The backend against the framework's ceiling: the device-poll mix, side by side in one run.
 
     python bench/ceiling.py [--rounds 5] [--seconds 4] [--setups 10x8,100x32]
+    python bench/ceiling.py --each-kind         # each request kind of the mix alone
     python bench/ceiling.py --bare --port 0     # only serve the bare app (what the bench starts)
 
 The ceiling is a bare Flask app with the routes of the mix (bench/fleet.py), answering from
@@ -144,8 +145,10 @@ def serve_bare(port: int) -> None:
     server.stop()
 
 
-def measure(setups: List[tuple], rounds: int, seconds: float, processes: int) -> List[dict]:
-    """Every setup's rounds, both servers taking turns; the lines to print."""
+def measure(setups: List[tuple], rounds: int, seconds: float, processes: int,
+            mix: Optional[Dict[str, int]] = None) -> List[dict]:
+    """Every setup's rounds, both servers taking turns; the lines to print. `mix`: the
+    request kinds and their shares (default: the fleet's mix)."""
     commands = {"backend": [scale.COMMAND],
                 "ceiling": [sys.executable, os.path.abspath(__file__), "--bare"]}
     lines = []
@@ -159,13 +162,17 @@ def measure(setups: List[tuple], rounds: int, seconds: float, processes: int) ->
             for name, server in servers.items():
                 server.start()
                 fleets[name] = fleet.pair_fleet(server.url, devices, threads=4)
+                client = fleet.Client(server.url)  # each device has the skill: polls read it
+                for device in fleets[name]:
+                    fleet.request(client, "skill_put", device)
+                client.close()
             order = list(servers)
             for number in range(rounds):
                 for name in order[number % 2:] + order[:number % 2]:
                     pid = servers[name].process.pid
                     before = cpu_seconds(pid)
                     raw = fleet.load(servers[name].url, fleets[name], concurrency, seconds,
-                                     processes=processes, seed=number + 1)
+                                     processes=processes, seed=number + 1, mix=mix)
                     raws[name].append(raw)
                     cpu[name].append(1000 * (cpu_seconds(pid) - before) / max(1, len(raw["latencies"])))
         finally:
@@ -208,14 +215,18 @@ def main(argv: Optional[List[str]] = None) -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=4, help="measured seconds per round")
     parser.add_argument("--processes", type=int, default=2, help="load generator processes")
+    parser.add_argument("--each-kind", action="store_true",
+                        help="instead of the mix, each request kind of it alone (what each costs)")
     args = parser.parse_args(argv)
     if args.bare:
         serve_bare(args.port)
         return
     setups = [tuple(int(n) for n in setup.split("x")) for setup in args.setups.split(",")]
+    mixes = {kind: {kind: 1} for kind in fleet.MIX} if args.each_kind else {"fleet mix": None}
     try:
-        for line in measure(setups, args.rounds, args.seconds, args.processes):
-            print(json.dumps(line), flush=True)
+        for name, mix in mixes.items():
+            for line in measure(setups, args.rounds, args.seconds, args.processes, mix):
+                print(json.dumps({"mix": name, **line}), flush=True)
     finally:
         shutil.rmtree(scale.SANDBOX, ignore_errors=True)
 

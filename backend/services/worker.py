@@ -34,6 +34,7 @@ from ..errors import BackendError, ServiceUnavailable
 
 KILL_WAIT = 5.0  # seconds a worker asked to stop gets before it is killed
 LOAD_TIMEOUT = 300.0  # seconds a new worker may take to start and load its engine
+NICENESS = 10  # the workers' scheduling priority below the server's (see main)
 
 
 def _engine_factories() -> Dict[str, Callable[..., object]]:
@@ -226,6 +227,10 @@ def _answer(engine, kind: str, operation: str, args: tuple) -> Tuple:
 
 
 def main() -> None:
+    # a transcription takes seconds of every core; a device poll, a millisecond: the
+    # worker yields the CPU to the serving process (on 2 cores, polls' p99 otherwise
+    # doubled during speech), and has it all when nothing else runs
+    os.nice(NICENESS)
     requests = Connection(os.dup(0), writable=False)
     answers = Connection(os.dup(1), readable=False)
     os.dup2(2, 1)  # from now on, what plugins print goes to stderr, never into the answers
