@@ -227,7 +227,7 @@ def _stored_as_sent(store: Store, uuid: str, skill_id: str, gid: Optional[str],
 
 
 def _same(new: dict, record: dict) -> bool:
-    """Whether `new` holds what `record` does (when each was made aside)."""
+    """Whether `new` holds what `record` does, whenever each was made (`updated_at` aside)."""
     return {**new, "updated_at": 0} == {**record, "updated_at": 0}
 
 

@@ -77,9 +77,11 @@ class Rows(Sequence):
         head, _, zone = row.rpartition("\t")
         self._blob += head.encode("utf-8")
         self._starts.append(len(self._blob))
-        self._zone_of.append(self._zone_numbers.setdefault(zone, len(self._zones)))
-        if len(self._zone_numbers) > len(self._zones):
+        number = self._zone_numbers.get(zone)
+        if number is None:
+            number = self._zone_numbers[zone] = len(self._zones)
             self._zones.append(zone)
+        self._zone_of.append(number)
 
     def __len__(self) -> int:
         return len(self._starts) - 1
@@ -136,10 +138,9 @@ class Names:
                 self._grow()
             return
         value = self._values[number]
-        if value >= 0:  # a second entry: the first one starts the key's chain
-            self._chain(value, -1)
-            value = -len(self._entries)
-        self._values[number] = -1 - self._chain(entry, -1 - value)
+        # a second entry: the first one starts the key's chain
+        latest = -1 - value if value < 0 else self._chain(value, -1)
+        self._values[number] = -1 - self._chain(entry, latest)
 
     def _chain(self, entry: int, previous: int) -> int:
         """Append `entry` after chain position `previous` (-1: none); its position."""
